@@ -1,0 +1,42 @@
+import { gpuBench } from "./util.ts";
+import { createRuntime, numel, type Runtime, tensor } from "../lib/runtime.ts";
+import type { Layer, LayerOps } from "../lib/layers/layer.ts";
+import { batchnorm2d } from "../lib/layers/batchnorm2d.ts";
+
+const rt = createRuntime("auto");
+
+/** Builds `layer` over fresh tensors for an input of `shape` (parameters zero, which is fine for timing). */
+export async function layerOps(rt: Runtime, layer: Layer, shape: number[]): Promise<LayerOps> {
+  const out = layer.outputShape(shape);
+  const params = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
+  const grads = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
+  return await layer.build({
+    rt,
+    x: tensor(rt, shape),
+    y: tensor(rt, out),
+    dy: tensor(rt, out),
+    dx: tensor(rt, shape),
+    params,
+    grads,
+  });
+}
+
+// The seed's two BatchNorm2d layers at batch 32, each followed by a ReLU (fused).
+// Bytes are the compulsory traffic: forward reads x and writes y (the training forward reads
+// x three times, from cache); backward reads x, y (the ReLU mask) and dy and writes dx.
+for (const [name, shape] of [["bn1", [32, 16, 13, 13]], ["bn2", [32, 32, 5, 5]]] as const) {
+  const n = numel(shape);
+  const layer = () => batchnorm2d(shape[1], { relu: true });
+  gpuBench(`batchnorm2d+relu ${name} train_forward [${shape}]`, rt, async (rt) => ({
+    ops: (await layerOps(rt, layer(), [...shape])).train,
+    work: { bytes: 8 * n },
+  }));
+  gpuBench(`batchnorm2d+relu ${name} eval_forward [${shape}]`, rt, async (rt) => ({
+    ops: (await layerOps(rt, layer(), [...shape])).eval,
+    work: { bytes: 8 * n },
+  }));
+  gpuBench(`batchnorm2d+relu ${name} backward [${shape}]`, rt, async (rt) => ({
+    ops: (await layerOps(rt, layer(), [...shape])).backward,
+    work: { bytes: 16 * n },
+  }));
+}

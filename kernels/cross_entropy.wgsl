@@ -1,0 +1,123 @@
+// Softmax cross-entropy of a batch of logits against integer labels, as PyTorch's
+// nn.CrossEntropyLoss() (mean over the batch), and its gradient in the same pass:
+//   loss = (1/B) sum_n (logsumexp_c z[n,c] - z[n,label[n]]),
+//     logsumexp_c z[n,c] = m + log(sum_c exp(z[n,c] - m)) with m = max_c z[n,c] (no overflow)
+//   dlogits[n,c] = (softmax(z[n])[c] - (c == label[n])) / B       (forward_backward only)
+//   correct = #{n : argmax_c z[n,c] == label[n]}, argmax = the FIRST max as torch.argmax
+// The step's loss and correct count go to row `batch` of metrics (batch from the step
+// state), so a whole epoch's losses are read back at once; a label >= C gives a NaN loss.
+// ONE workgroup: invocation t handles rows t, t + WORKGROUP, ...; their partial sums meet
+// in workgroup memory and invocation 0 adds them in a fixed order (deterministic).
+// index legend: n row (image) of the batch, c class, t invocation in the workgroup
+// bindings: 0 logits [B,C] f32, 1 labels [B] u32, 2 metrics [capacity,2] f32 (loss, correct),
+//   3 state StepState, 4 params {batch, classes}, 5 dlogits [B,C] f32 (forward_backward only)
+
+override WORKGROUP: u32 = 64;
+
+struct StepState {
+  step: u32,
+  batch: u32,
+}
+
+struct Params {
+  batch: u32,
+  classes: u32,
+}
+
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> labels: array<u32>;
+@group(0) @binding(2) var<storage, read_write> metrics: array<f32>;
+@group(0) @binding(3) var<storage, read> state: StepState;
+@group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
+
+var<workgroup> loss_part: array<f32, WORKGROUP>;
+var<workgroup> correct_part: array<u32, WORKGROUP>;
+
+// What one row needs: its max logit m, sum_c exp(z - m), and the first index of the max.
+struct Row {
+  max: f32,
+  sum: f32,
+  argmax: u32,
+}
+
+fn softmax_row(n: u32) -> Row {
+  let base = n * params.classes;
+  var row = Row(logits[base], 0.0, 0u);
+  for (var c = 1u; c < params.classes; c++) {
+    let z = logits[base + c];
+    // Strictly greater: a tie keeps the first index.
+    if (z > row.max) {
+      row.max = z;
+      row.argmax = c;
+    }
+  }
+  for (var c = 0u; c < params.classes; c++) {
+    row.sum += exp(logits[base + c] - row.max);
+  }
+  return row;
+}
+
+// loss of row n = m + log(sum) - z[label] (NaN when the label is not a class).
+fn row_loss(n: u32, row: Row) -> f32 {
+  let label = labels[n];
+  if (label >= params.classes) {
+    return bitcast<f32>(0x7fc00000u);
+  }
+  return (row.max - logits[n * params.classes + label]) + log(row.sum);
+}
+
+// Invocation 0 adds the partial sums in order and writes row `batch` of metrics.
+fn write_metrics(t: u32, loss: f32, correct: u32) {
+  loss_part[t] = loss;
+  correct_part[t] = correct;
+  workgroupBarrier();
+  if (t != 0u) {
+    return;
+  }
+  var total = 0.0;
+  var hits = 0u;
+  for (var i = 0u; i < WORKGROUP; i++) {
+    total += loss_part[i];
+    hits += correct_part[i];
+  }
+  let at = 2u * state.batch;
+  if (at + 1u < arrayLength(&metrics)) {
+    metrics[at] = total / f32(params.batch);
+    metrics[at + 1u] = f32(hits);
+  }
+}
+
+// Evaluation: loss and correct count only.
+@compute @workgroup_size(WORKGROUP)
+fn forward(@builtin(local_invocation_index) t: u32) {
+  var loss = 0.0;
+  var correct = 0u;
+  for (var n = t; n < params.batch; n += WORKGROUP) {
+    let row = softmax_row(n);
+    loss += row_loss(n, row);
+    correct += u32(row.argmax == labels[n]);
+  }
+  write_metrics(t, loss, correct);
+}
+
+// Training: the same, plus the gradient of the mean loss with respect to the logits.
+@compute @workgroup_size(WORKGROUP)
+fn forward_backward(@builtin(local_invocation_index) t: u32) {
+  var loss = 0.0;
+  var correct = 0u;
+  let inv_batch = 1.0 / f32(params.batch);
+  for (var n = t; n < params.batch; n += WORKGROUP) {
+    let row = softmax_row(n);
+    let label = labels[n];
+    loss += row_loss(n, row);
+    correct += u32(row.argmax == label);
+    let inv_sum = 1.0 / row.sum;
+    let base = n * params.classes;
+    for (var c = 0u; c < params.classes; c++) {
+      let p = exp(logits[base + c] - row.max) * inv_sum;
+      dlogits[base + c] = (p - select(0.0, 1.0, c == label)) * inv_batch;
+    }
+  }
+  write_metrics(t, loss, correct);
+}

@@ -1,0 +1,183 @@
+/**
+ * Models: a table of named layers (PyTorch's module names) composed in sequence, their
+ * flat parameter layout, and `buildGraph`, which allocates the activations for one batch
+ * size and makes every op of the forward and backward passes once.
+ * @module
+ */
+
+import type { Layer, LayerOps } from "./layers/layer.ts";
+import { conv2d } from "./layers/conv2d.ts";
+import { batchnorm2d } from "./layers/batchnorm2d.ts";
+import { adaptiveAvgPool2d } from "./layers/adaptive_avg_pool2d.ts";
+import { flatten } from "./layers/flatten.ts";
+import { linear } from "./layers/linear.ts";
+import { layoutParams, type ParamLayout } from "./params.ts";
+import { numel, type Op, type Runtime, type Tensor, tensor, view } from "./runtime.ts";
+
+/** A layer under its PyTorch module name (`features.0`). */
+export interface NamedLayer {
+  name: string;
+  layer: Layer;
+}
+
+/** A model: layers in order, the input they expect, and where each parameter lives. */
+export interface Model {
+  /** "lenet" (the seed's modern LeNet). */
+  name: string;
+  layers: NamedLayer[];
+  /** One example's input [C,H,W], after the zero border `pad` that the data gather adds. */
+  input: number[];
+  /** Zero border the gather adds around each 28x28 image. */
+  pad: number;
+  layout: ParamLayout;
+}
+
+/**
+ * Composes named layers into a model and lays out their parameters.
+ *
+ * @example
+ * ```ts
+ * const m = sequential("tiny", [["fc", linear(4, 2)]], { input: [4], pad: 0 });
+ * m.layout.trainableCount; // 10
+ * ```
+ */
+export function sequential(
+  name: string,
+  layers: [string, Layer][],
+  options: { input: number[]; pad: number },
+): Model {
+  const named = layers.map(([n, layer]) => ({ name: n, layer }));
+  const specs = named.flatMap(({ name: n, layer }) =>
+    layer.params.map((p) => ({ ...p, name: `${n}.${p.name}` }))
+  );
+  return {
+    name,
+    layers: named,
+    input: options.input,
+    pad: options.pad,
+    layout: layoutParams(specs),
+  };
+}
+
+/**
+ * The seed's modern LeNet: Conv(1->16, k4, s2), BN, ReLU, Conv(16->32, k4, s2), BN, ReLU,
+ * AdaptiveAvgPool(1x1), Flatten, Linear(32->10); 8,922 parameters. BatchNorm and the ReLU
+ * after it run as one fused layer (`features.1` stands for features.1 and features.2).
+ */
+export function lenet(): Model {
+  return sequential("lenet", [
+    ["features.0", conv2d({ inChannels: 1, outChannels: 16, kernelSize: 4, stride: 2 })],
+    ["features.1", batchnorm2d(16, { relu: true })],
+    ["features.3", conv2d({ inChannels: 16, outChannels: 32, kernelSize: 4, stride: 2 })],
+    ["features.4", batchnorm2d(32, { relu: true })],
+    ["features.6", adaptiveAvgPool2d()],
+    ["classifier.0", flatten()],
+    ["classifier.1", linear(32, 10)],
+  ], { input: [1, 28, 28], pad: 0 });
+}
+
+/** The models train, evaluate and embed know, by `--model` name. */
+export const MODELS: Record<string, () => Model> = { lenet };
+
+/** One row of the model summary (torchinfo's columns). */
+export interface SummaryRow {
+  name: string;
+  type: string;
+  outputShape: number[];
+  params: number;
+}
+
+/** The rows of a torchinfo-like summary for a batch size; a fused layer shows as its parts. */
+export function summaryRows(model: Model, batch: number): SummaryRow[] {
+  const rows: SummaryRow[] = [];
+  let shape = [batch, ...model.input];
+  for (const { name, layer } of model.layers) {
+    shape = layer.outputShape(shape);
+    const params = layer.params.filter((p) => p.trainable).reduce((a, p) => a + numel(p.shape), 0);
+    const [type, ...fused] = layer.type.split("+");
+    rows.push({ name, type, outputShape: shape, params });
+    // A fused activation is the next module in PyTorch's numbering (features.1 -> features.2).
+    const [prefix, index] = [name.replace(/\.\d+$/, ""), Number(name.split(".").pop())];
+    fused.forEach((t, i) =>
+      rows.push({ name: `${prefix}.${index + i + 1}`, type: t, outputShape: shape, params: 0 })
+    );
+  }
+  return rows;
+}
+
+/** Every op of one batch size, and the tensors the loop binds around them. */
+export interface Graph {
+  batch: number;
+  /** The input the gather writes [B, C, H, W]. */
+  x: Tensor;
+  /** The last layer's output [B, classes]. */
+  logits: Tensor;
+  /** The gradient of the loss w.r.t. the logits (written by the loss). */
+  dlogits: Tensor;
+  /** Each layer's output by module name (embed reads `classifier.0`, the pooled features). */
+  outputs: Map<string, Tensor>;
+  /** Forward in training mode, in order. */
+  train: Op[];
+  /** Forward in eval mode, in order. */
+  eval: Op[];
+  /** Backward, last layer first. */
+  backward: Op[];
+}
+
+/**
+ * Allocates the activations and gradients of `model` for `batch` examples and makes every
+ * op once, over the flat `params` and `grads` buffers (laid out as `model.layout`).
+ */
+export async function buildGraph(
+  rt: Runtime,
+  model: Model,
+  options: { batch: number; params: Tensor; grads: Tensor },
+): Promise<Graph> {
+  const { batch, params, grads } = options;
+  const views = (flat: Tensor, layerName: string, trainableOnly: boolean) => {
+    const out: Record<string, Tensor> = {};
+    for (const e of model.layout.entries) {
+      if (!e.name.startsWith(`${layerName}.`) || (trainableOnly && !e.trainable)) continue;
+      out[e.name.slice(layerName.length + 1)] = view(flat, e.offset, e.shape, e.name);
+    }
+    return out;
+  };
+  const x = tensor(rt, [batch, ...model.input], { label: "x" });
+  let input = x;
+  let dInput: Tensor | null = null;
+  const outputs = new Map<string, Tensor>();
+  const built: LayerOps[] = [];
+  for (const { name, layer } of model.layers) {
+    const shape = layer.outputShape(input.shape);
+    const y = layer.alias
+      ? view(input, input.offset, shape, name)
+      : tensor(rt, shape, { label: name });
+    // An alias layer's gradient is the layer below's gradient, seen with the output's shape.
+    const dy = layer.alias
+      ? view(dInput ?? tensor(rt, input.shape, { label: `d${name}` }), 0, shape, `d${name}`)
+      : tensor(rt, shape, { label: `d${name}` });
+    const ctx = {
+      rt,
+      x: input,
+      y,
+      dy,
+      dx: dInput,
+      params: views(params, name, false),
+      grads: views(grads, name, true),
+    };
+    built.push(layer.alias ? { train: [], eval: [], backward: [] } : await layer.build(ctx));
+    outputs.set(name, y);
+    input = y;
+    dInput = dy;
+  }
+  return {
+    batch,
+    x,
+    logits: input,
+    dlogits: dInput!,
+    outputs,
+    train: built.flatMap((b) => b.train),
+    eval: built.flatMap((b) => b.eval),
+    backward: built.toReversed().flatMap((b) => b.backward),
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * AdamW (torch.optim.AdamW) as one dispatch over the flat parameter buffer: parameters,
+ * gradients and both moments share one layout, so one kernel updates every tensor of the
+ * model at once. The step number comes from the step state on the GPU (lib/step_state.ts).
+ * @module
+ */
+
+import {
+  grid,
+  kernel,
+  type Op,
+  op,
+  type Runtime,
+  type Tensor,
+  tensor,
+  uniform,
+  view,
+} from "./runtime.ts";
+
+/** What {@linkcode createAdamW} updates, and its hyperparameters (PyTorch's defaults). */
+export interface AdamWOptions {
+  /** The flat parameter buffer; its first `n` floats are trained. */
+  params: Tensor;
+  /** The flat gradient buffer, same layout as `params`. */
+  grads: Tensor;
+  /** The step state: t = step + 1. */
+  state: Tensor;
+  /** Trainable floats at the start of the flat buffer, a multiple of 4. */
+  n: number;
+  /** Default 1e-3. */
+  lr?: number;
+  /** Default [0.9, 0.999]. */
+  betas?: [number, number];
+  /** Default 1e-8. */
+  eps?: number;
+  /** Decoupled weight decay, default 1e-2 (PyTorch's AdamW default; the seed uses 1e-4). */
+  weightDecay?: number;
+}
+
+/** The optimizer: its op and its state (PyTorch's exp_avg and exp_avg_sq), for checkpoints. */
+export interface AdamW {
+  /** Updates params[0..n) from grads[0..n) with t = step + 1. */
+  op: Op;
+  /** exp_avg f32 [n], zero at first. */
+  m: Tensor;
+  /** exp_avg_sq f32 [n], zero at first. */
+  v: Tensor;
+}
+
+/**
+ * Makes the AdamW op over the first `n` floats of the flat buffers, with moments allocated
+ * zeroed. Scalars derived from the hyperparameters (1 - beta, ln beta, 1 - lr * wd) are
+ * computed here in float64, as PyTorch computes them in Python floats.
+ *
+ * @example
+ * ```ts
+ * const adamw = await createAdamW(rt, {
+ *   params, grads, state: state.tensor, n: trainable, lr: 1e-3, weightDecay: 1e-4,
+ * });
+ * submit(rt, [...forwardBackward, adamw.op, state.advanceTrain]);
+ * ```
+ */
+export async function createAdamW(rt: Runtime, options: AdamWOptions): Promise<AdamW> {
+  const { params, grads, state, n } = options;
+  const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 1e-2 } = options;
+  const [beta1, beta2] = betas;
+  if (!Number.isInteger(n) || n < 4 || n % 4 !== 0) {
+    throw new Error(`adamw: n = ${n} must be a positive multiple of 4 (the layout pads to 64)`);
+  }
+  if (params.size < n || grads.size < n) {
+    throw new Error(
+      `adamw: ${n} floats to update in params [${params.size}], grads [${grads.size}]`,
+    );
+  }
+  if (!(beta1 > 0 && beta1 < 1 && beta2 > 0 && beta2 < 1)) {
+    throw new Error(`adamw: betas [${betas}] must lie in (0, 1)`);
+  }
+  const m = tensor(rt, [n], { label: "adamw exp_avg" });
+  const v = tensor(rt, [n], { label: "adamw exp_avg_sq" });
+  const hyper = uniform(rt, "adamw", {
+    n,
+    "f32:lr": lr,
+    "f32:beta2": beta2,
+    "f32:one_minus_beta1": 1 - beta1,
+    "f32:one_minus_beta2": 1 - beta2,
+    "f32:log_beta1": Math.log(beta1),
+    "f32:log_beta2": Math.log(beta2),
+    "f32:eps": eps,
+    "f32:decay": 1 - lr * weightDecay,
+  });
+  const WORKGROUP = 64;
+  const k = await kernel(rt, "adamw.wgsl", "step", { WORKGROUP });
+  const p = view(params, params.offset, [n], "adamw params");
+  const g = view(grads, grads.offset, [n], "adamw grads");
+  return { op: op(rt, k, [p, g, m, v, state, hyper], grid(n / 4, WORKGROUP)), m, v };
+}

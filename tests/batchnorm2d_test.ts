@@ -1,0 +1,294 @@
+import { assertClose } from "./util/assert_close.ts";
+import { gpuTest, random, randomArray as randomArrayLike, testRuntime } from "./util/gpu.ts";
+import {
+  readback,
+  type Runtime,
+  submit,
+  type Tensor,
+  tensor,
+  upload,
+  view,
+} from "../lib/runtime.ts";
+import type { Layer, LayerOps } from "../lib/layers/layer.ts";
+import { batchnorm2d } from "../lib/layers/batchnorm2d.ts";
+import {
+  batchnorm2dBackward,
+  batchnorm2dEvalForward,
+  batchnorm2dTrainForward,
+  type Shape4,
+} from "./reference/batchnorm2d.ts";
+
+interface Harness {
+  x: Tensor;
+  y: Tensor;
+  dy: Tensor;
+  dx: Tensor | null;
+  params: Record<string, Tensor>;
+  grads: Record<string, Tensor>;
+  ops: LayerOps;
+}
+
+// Parameters and gradients as views into one flat buffer each, like the model's; the first view
+// starts at element 64 so that a kernel indexing from the buffer's start instead of the view fails.
+async function setup(rt: Runtime, layer: Layer, shape: number[], withDx = true): Promise<Harness> {
+  const flat = (trainableOnly: boolean, label: string) => {
+    const specs = layer.params.filter((p) => p.trainable || !trainableOnly);
+    const offsets: number[] = [];
+    let end = 64;
+    for (const p of specs) {
+      offsets.push(end);
+      end += Math.ceil(p.shape.reduce((a, b) => a * b, 1) / 64) * 64;
+    }
+    const buffer = tensor(rt, [end], { label });
+    return Object.fromEntries(specs.map((p, i) => [p.name, view(buffer, offsets[i], p.shape, p.name)]));
+  };
+  const out = layer.outputShape(shape);
+  const h: Omit<Harness, "ops"> = {
+    x: tensor(rt, shape, { label: "x" }),
+    y: tensor(rt, out, { label: "y" }),
+    dy: tensor(rt, out, { label: "dy" }),
+    dx: withDx ? tensor(rt, shape, { label: "dx" }) : null,
+    params: flat(false, "params"),
+    grads: flat(true, "grads"),
+  };
+  const ops = await layer.build({ rt, ...h });
+  return { ...h, ops };
+}
+
+// randomArray's declared type (Float32Array<ArrayBufferLike>) is not accepted by upload().
+const randomArray = (...args: Parameters<typeof randomArrayLike>) =>
+  Float32Array.from(randomArrayLike(...args));
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+
+// Random parameters away from the defaults, so that weight, bias and the running statistics
+// all show in the output.
+function randomParams(seed: number, c: number) {
+  const rng = random(seed);
+  return {
+    weight: randomArray(rng, c, 0.5, 1.5),
+    bias: randomArray(rng, c, -0.5, 0.5),
+    runningMean: randomArray(rng, c, -0.2, 0.2),
+    runningVar: randomArray(rng, c, 0.5, 2),
+  };
+}
+
+function uploadParams(rt: Runtime, h: Harness, p: ReturnType<typeof randomParams>): void {
+  upload(rt, h.params.weight, p.weight);
+  upload(rt, h.params.bias, p.bias);
+  upload(rt, h.params.running_mean, p.runningMean);
+  upload(rt, h.params.running_var, p.runningVar);
+}
+
+// M = N*H*W below, beside, and above the workgroup of 64; planes smaller and larger than it.
+const SHAPES: Shape4[] = [[1, 3, 3, 3], [3, 5, 7, 9], [33, 3, 5, 5], [2, 4, 13, 13]];
+
+Deno.test("batchnorm2d reference backward matches central finite differences (f64)", () => {
+  const rng = random(1);
+  const shape: Shape4 = [3, 2, 3, 2];
+  const n = numel(shape);
+  for (const relu of [false, true]) {
+    const x = Float64Array.from(randomArray(rng, n, -1, 1));
+    const r = Float64Array.from(randomArray(rng, n, -1, 1));
+    const p = randomParams(2, 2);
+    const loss = (xs: Float64Array, weight: ArrayLike<number>, bias: ArrayLike<number>) =>
+      dot(batchnorm2dTrainForward({ x: xs, shape }, { ...p, weight, bias }, { relu }).y, r);
+    const fwd = batchnorm2dTrainForward({ x, shape }, p, { relu });
+    const g = batchnorm2dBackward({ x, shape, ...fwd }, { dy: r, weight: p.weight }, { relu });
+    const eps = 1e-6;
+    const fd = (f: (d: number) => number) => (f(eps) - f(-eps)) / (2 * eps);
+    const dx = x.map((_, i) =>
+      fd((d) => {
+        const xs = x.slice();
+        xs[i] += d;
+        return loss(xs, p.weight, p.bias);
+      })
+    );
+    const perturb = (a: ArrayLike<number>, i: number, d: number) => {
+      const b = Float64Array.from(a);
+      b[i] += d;
+      return b;
+    };
+    const dweight = p.weight.map((_, i) => fd((d) => loss(x, perturb(p.weight, i, d), p.bias)));
+    const dbias = p.bias.map((_, i) => fd((d) => loss(x, p.weight, perturb(p.bias, i, d))));
+    // Central differences in f64 with eps 1e-6: truncation ~1e-12, rounding ~1e-10.
+    const tol = { atol: 1e-6, rtol: 1e-6 };
+    assertClose(g.dx, dx, tol, `dx (relu ${relu})`);
+    assertClose(g.dweight, dweight, tol, `dweight (relu ${relu})`);
+    assertClose(g.dbias, dbias, tol, `dbias (relu ${relu})`);
+  }
+});
+
+Deno.test(
+  "batchnorm2d train_forward matches the reference for M below, near and above the workgroup",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(3);
+    for (const shape of SHAPES) {
+      for (const relu of [false, true]) {
+        const c = shape[1];
+        const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
+        // An offset of 3 makes a one-pass E[x^2] - E[x]^2 lose digits; two passes do not.
+        const x = randomArray(rng, numel(shape), 2, 4);
+        const p = randomParams(4, c);
+        upload(rt, h.x, x);
+        uploadParams(rt, h, p);
+        submit(rt, h.ops.train);
+        const ref = batchnorm2dTrainForward({ x, shape }, p, { relu });
+        const label = `[${shape}] relu ${relu}`;
+        // f32 sums of up to 825 values: mean and invstd carry ~1e-7 relative error, and y
+        // (values up to ~5) a few ulp more; measured worst 5e-7.
+        const tol = { atol: 5e-6, rtol: 5e-6 };
+        assertClose(await readback(rt, h.y), ref.y, tol, `y ${label}`);
+        // The running statistics are O(1) blends of those sums: measured worst 5e-8.
+        const stat = { atol: 1e-6, rtol: 1e-6 };
+        assertClose(await readback(rt, h.params.running_mean), ref.runningMean, stat, `rm ${label}`);
+        assertClose(await readback(rt, h.params.running_var), ref.runningVar, stat, `rv ${label}`);
+      }
+    }
+  },
+);
+
+Deno.test("batchnorm2d eval_forward uses the running statistics across many workgroups", gpuTest, async () => {
+  const rt = await testRuntime();
+  const rng = random(5);
+  for (const shape of [[33, 5, 7, 7], [1, 3, 3, 3]] as Shape4[]) {
+    for (const relu of [false, true]) {
+      const c = shape[1];
+      const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
+      const x = randomArray(rng, numel(shape), -2, 2);
+      const p = randomParams(6, c);
+      upload(rt, h.x, x);
+      uploadParams(rt, h, p);
+      submit(rt, h.ops.eval);
+      const ref = batchnorm2dEvalForward({ x, shape }, p, { relu });
+      // Elementwise in f32: a few ulp of values below 10.
+      assertClose(await readback(rt, h.y), ref, { atol: 1e-6, rtol: 1e-6 }, `y [${shape}]`);
+      // Eval must leave the running statistics alone.
+      assertClose(await readback(rt, h.params.running_var), p.runningVar, { atol: 0, rtol: 0 }, "rv");
+    }
+  }
+});
+
+Deno.test(
+  "batchnorm2d backward matches the reference, with and without the fused ReLU",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(7);
+    for (const shape of SHAPES) {
+      for (const relu of [false, true]) {
+        const c = shape[1], n = numel(shape);
+        const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
+        const x = randomArray(rng, n, -1, 3);
+        const dy = randomArray(rng, n, -1, 1);
+        const p = randomParams(8, c);
+        upload(rt, h.x, x);
+        upload(rt, h.dy, dy);
+        uploadParams(rt, h, p);
+        submit(rt, [...h.ops.train, ...h.ops.backward]);
+        // The backward reads the GPU's own y (the ReLU mask) and saved statistics: use the same.
+        const y = await readback(rt, h.y);
+        const fwd = batchnorm2dTrainForward({ x, shape }, p, { relu });
+        const ref = batchnorm2dBackward({ x, y, shape, mean: fwd.mean, invstd: fwd.invstd }, {
+          dy,
+          weight: p.weight,
+        }, { relu });
+        const label = `[${shape}] relu ${relu}`;
+        // dx = k (M g - sum g - xhat sum g xhat): the terms cancel, so the f32 error scales
+        // with the largest |dx| rather than with each value; measured worst 1.3e-7 * scale.
+        const scale = Math.max(...ref.dx.map(Math.abs));
+        const dxTol = { atol: 1e-6 * scale, rtol: 1e-6 };
+        assertClose(await readback(rt, h.dx!), ref.dx, dxTol, `dx ${label}`);
+        // Sums of M = N*H*W terms of size ~1 (partly cancelling): error ~1e-7 * sqrt(M) or less.
+        const sums = { atol: 1e-6 * Math.sqrt(n / c), rtol: 1e-6 };
+        assertClose(await readback(rt, h.grads.weight), ref.dweight, sums, `dweight ${label}`);
+        assertClose(await readback(rt, h.grads.bias), ref.dbias, sums, `dbias ${label}`);
+      }
+    }
+  },
+);
+
+Deno.test("batchnorm2d backward without dx (a first layer) still writes the parameter gradients", gpuTest, async () => {
+  const rt = await testRuntime();
+  const rng = random(9);
+  const shape: Shape4 = [3, 5, 7, 9];
+  const n = numel(shape);
+  const h = await setup(rt, batchnorm2d(5), [...shape], false);
+  const x = randomArray(rng, n, -1, 1), dy = randomArray(rng, n, -1, 1);
+  const p = randomParams(10, 5);
+  upload(rt, h.x, x);
+  upload(rt, h.dy, dy);
+  uploadParams(rt, h, p);
+  submit(rt, [...h.ops.train, ...h.ops.backward]);
+  const fwd = batchnorm2dTrainForward({ x, shape }, p);
+  const ref = batchnorm2dBackward({ x, shape, ...fwd }, { dy, weight: p.weight });
+  // Sums of 189 terms of size ~1 in f32: measured worst 7e-7.
+  const sums = { atol: 1e-5, rtol: 1e-6 };
+  assertClose(await readback(rt, h.grads.weight), ref.dweight, sums, "dweight");
+  assertClose(await readback(rt, h.grads.bias), ref.dbias, sums, "dbias");
+});
+
+Deno.test("batchnorm2d training step is bit-identical run to run", gpuTest, async () => {
+  const rt = await testRuntime();
+  const rng = random(11);
+  const shape: Shape4 = [32, 16, 13, 13];
+  const n = numel(shape);
+  const h = await setup(rt, batchnorm2d(16, { relu: true }), [...shape]);
+  const x = randomArray(rng, n, -1, 1), dy = randomArray(rng, n, -1, 1);
+  const results: Float32Array[][] = [];
+  for (let run = 0; run < 2; run++) {
+    upload(rt, h.x, x);
+    upload(rt, h.dy, dy);
+    uploadParams(rt, h, randomParams(12, 16));
+    submit(rt, [...h.ops.train, ...h.ops.backward]);
+    results.push(
+      await Promise.all(
+        [h.y, h.dx!, h.grads.weight, h.grads.bias, h.params.running_var].map((t) => readback(rt, t)),
+      ),
+    );
+  }
+  results[0].forEach((a, i) => assertClose(results[1][i], a, { atol: 0, rtol: 0 }, `output ${i}`));
+});
+
+Deno.test(
+  "batchnorm2d GPU backward matches a directional derivative of the GPU forward",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(13);
+    for (const [shape, relu] of [[[3, 5, 7, 9], true], [[33, 3, 5, 5], false]] as [Shape4, boolean][]) {
+      const c = shape[1], n = numel(shape);
+      const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
+      const x = randomArray(rng, n, -1, 1), vx = randomArray(rng, n, -1, 1);
+      const p = randomParams(14, c);
+      const vw = randomArray(rng, c, -1, 1), vb = randomArray(rng, c, -1, 1);
+      // r weighs the loss sum(y * r); zeroed where the pre-activation lies within 0.25 of the
+      // ReLU's kink, so that no perturbation of size eps = 1e-2 straddles it.
+      const pre = batchnorm2dTrainForward({ x, shape }, p).y;
+      const r = randomArray(rng, n, -1, 1).map((v, i) => relu && Math.abs(pre[i]) < 0.25 ? 0 : v);
+      const eps = 1e-2;
+      const lossAt = async (t: number) => {
+        upload(rt, h.x, x.map((v, i) => v + t * vx[i]));
+        upload(rt, h.params.weight, p.weight.map((v, i) => v + t * vw[i]));
+        upload(rt, h.params.bias, p.bias.map((v, i) => v + t * vb[i]));
+        submit(rt, h.ops.train);
+        return dot(await readback(rt, h.y), r);
+      };
+      const fd = (await lossAt(eps) - await lossAt(-eps)) / (2 * eps);
+      await lossAt(0);
+      upload(rt, h.dy, r);
+      submit(rt, h.ops.backward);
+      const analytic = dot(await readback(rt, h.dx!), vx) +
+        dot(await readback(rt, h.grads.weight), vw) + dot(await readback(rt, h.grads.bias), vb);
+      // f32 outputs summed in f64: the difference quotient carries ~1e-7 * sqrt(n) / eps of
+      // rounding, plus the eps^2 truncation of the smooth normalization; measured worst 3e-5.
+      assertClose([fd], [analytic], { atol: 1e-4, rtol: 1e-4 }, `<grad, v> [${shape}]`);
+    }
+  },
+);

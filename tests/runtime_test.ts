@@ -1,0 +1,34 @@
+import { assertClose } from "./util/assert_close.ts";
+import { gpuTest, testRuntime } from "./util/gpu.ts";
+import { grid, kernel, op, readback, submit, tensor, uniform, upload } from "../lib/runtime.ts";
+
+Deno.test("runtime compiles a kernel once and names it in errors", gpuTest, async () => {
+  const rt = await testRuntime();
+  const a = await kernel(rt, "test_scale.wgsl", "forward", { WORKGROUP: 64 });
+  const b = await kernel(rt, "test_scale.wgsl", "forward", { WORKGROUP: 64 });
+  if (a !== b) throw new Error("the pipeline cache returned a new pipeline");
+  let message = "";
+  try {
+    await kernel(rt, "test_scale.wgsl", "no_such_entry");
+  } catch (e) {
+    message = String(e);
+  }
+  if (!message.includes("test_scale.wgsl:no_such_entry")) {
+    throw new Error(`the error does not name the kernel: ${message}`);
+  }
+});
+
+Deno.test("runtime op runs over a 2-D grid past one workgroup row", gpuTest, async () => {
+  const rt = await testRuntime();
+  const n = 1000;
+  const x = tensor(rt, [n], { label: "x" });
+  const y = tensor(rt, [n], { label: "y" });
+  const data = new Float32Array(n).map((_, i) => i - 500);
+  upload(rt, x, data);
+  const k = await kernel(rt, "test_scale.wgsl", "forward", { WORKGROUP: 64 });
+  const u = uniform(rt, "scale", { n, "f32:scale": 3 });
+  // 16 workgroups per row forces a second row of the grid.
+  const [gx, gy] = grid(n, 64);
+  submit(rt, [op(rt, k, [x, y, u], [Math.min(gx, 4), Math.ceil(gx / 4) * gy])]);
+  assertClose(await readback(rt, y), data.map((v) => 3 * v), { atol: 0, rtol: 0 }, "y = 3x");
+});
