@@ -5,20 +5,13 @@ import { batchnorm2d } from "../lib/layers/batchnorm2d.ts";
 
 const rt = createRuntime("auto");
 
-/** Builds `layer` over fresh tensors for an input of `shape` (parameters zero, which is fine for timing). */
-export async function layerOps(rt: Runtime, layer: Layer, shape: number[]): Promise<LayerOps> {
+/** Builds `layer` over fresh tensors for an input of `shape` (zero parameters: fine for timing). */
+async function layerOps(rt: Runtime, layer: Layer, shape: number[]): Promise<LayerOps> {
   const out = layer.outputShape(shape);
   const params = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
   const grads = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
-  return await layer.build({
-    rt,
-    x: tensor(rt, shape),
-    y: tensor(rt, out),
-    dy: tensor(rt, out),
-    dx: tensor(rt, shape),
-    params,
-    grads,
-  });
+  const [x, y, dy, dx] = [shape, out, out, shape].map((s) => tensor(rt, s));
+  return await layer.build({ rt, x, y, dy, dx, params, grads });
 }
 
 // The seed's two BatchNorm2d layers at batch 32, each followed by a ReLU (fused).

@@ -5,7 +5,8 @@
 //   dlogits[n,c] = (softmax(z[n])[c] - (c == label[n])) / B       (forward_backward only)
 //   correct = #{n : argmax_c z[n,c] == label[n]}, argmax = the FIRST max as torch.argmax
 // The step's loss and correct count go to row `batch` of metrics (batch from the step
-// state), so a whole epoch's losses are read back at once; a label >= C gives a NaN loss.
+// state; a batch past the rows of metrics writes nothing), so a whole epoch's losses are read
+// back at once; a label >= C gives a NaN loss.
 // ONE workgroup: invocation t handles rows t, t + WORKGROUP, ...; their partial sums meet
 // in workgroup memory and invocation 0 adds them in a fixed order (deterministic).
 // index legend: n row (image) of the batch, c class, t invocation in the workgroup

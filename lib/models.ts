@@ -153,8 +153,8 @@ export async function buildGraph(
       ? view(input, input.offset, shape, name)
       : tensor(rt, shape, { label: name });
     // An alias layer's gradient is the layer below's gradient, seen with the output's shape.
-    const dy = layer.alias
-      ? view(dInput ?? tensor(rt, input.shape, { label: `d${name}` }), 0, shape, `d${name}`)
+    const dy: Tensor = layer.alias
+      ? view(dInput ?? tensor(rt, input.shape, { label: `d${name}` }), dInput?.offset ?? 0, shape, `d${name}`)
       : tensor(rt, shape, { label: `d${name}` });
     const ctx = {
       rt,

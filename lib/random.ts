@@ -63,7 +63,7 @@ function rotl(x: number, k: number): number {
 }
 
 /** A random permutation of 0..n-1 (Fisher-Yates). */
-export function permutation(rng: Random, n: number): Uint32Array {
+export function permutation(rng: Random, n: number): Uint32Array<ArrayBuffer> {
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   for (let i = n - 1; i > 0; i--) {

@@ -77,6 +77,8 @@ export interface Trainer {
   config: TrainConfig;
   /** The flat parameter buffer (weights and BN buffers, the model's layout). */
   params: Tensor;
+  /** Gradients of the last step (the trainable part of the layout). */
+  grads: Tensor;
   /** AdamW's moments, in the trainable part of the layout. */
   moments: { m: Tensor; v: Tensor };
   /** Optimizer steps done so far (AdamW's t; BatchNorm's num_batches_tracked). */
@@ -87,6 +89,8 @@ export interface Trainer {
   evaluate(hooks?: PassHooks): Promise<PassResult>;
   /** The first shuffled batch of `epoch` as the GPU normalizes it (for the seed's printout). */
   firstBatch(epoch: number): Promise<Float32Array>;
+  /** The ops of one full-batch step, in order: for profiles and benchmarks. */
+  stepOps: { train: Op[]; eval: Op[] };
 }
 
 /** Everything one batch size needs: its graph and its ops. */
@@ -176,6 +180,7 @@ export async function createTrainer(
     model,
     config,
     params,
+    grads,
     moments: { m: adam.m, v: adam.v },
     steps: 0,
     async trainEpoch(epoch, hooks = {}) {
@@ -203,6 +208,10 @@ export async function createTrainer(
         onSteps: () => {},
         what: "evaluation",
       }, hooks);
+    },
+    stepOps: {
+      train: passes.get(Math.min(B, data.train.count))!.trainStep,
+      eval: passes.get(Math.min(B, data.train.count))!.evalStep,
     },
     async firstBatch(epoch) {
       upload(rt, trainOrder, epochOrder(config.seed, epoch, data.train.count));

@@ -370,6 +370,7 @@ function printSummary(model: ReturnType<typeof MODELS.lenet>, batch: number): vo
   const table = new Table({
     head: ["Layer (type)", "Output Shape", "Param #"],
     style: { head: [], border: [] },
+    chars: { "mid": "", "left-mid": "", "mid-mid": "", "right-mid": "" },
     colAligns: ["left", "left", "right"],
   });
   table.push([`${model.name} (input)`, `[${[batch, ...model.input].join(", ")}]`, ""]);

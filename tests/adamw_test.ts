@@ -211,3 +211,19 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "step state: set writes only the counters given, advance_eval keeps the step",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const state = await createStepState(rt);
+    state.set(rt, { step: 41, batch: 9 });
+    state.set(rt, { batch: 0 });
+    submit(rt, [state.advanceTrain, state.advanceEval, state.advanceEval]);
+    const counters = await state.read(rt);
+    if (counters.step !== 42 || counters.batch !== 3) {
+      throw new Error(`step state ${JSON.stringify(counters)}, expected step 42, batch 3`);
+    }
+  },
+);

@@ -62,10 +62,20 @@ Deno.test(
       submit(h.rt, [...h.ops.train, ...h.ops.backward]);
       // Means of up to 25 f32 values below 3: a few ulp.
       const tol = { atol: 1e-6, rtol: 1e-6 };
-      assertClose(await readback(h.rt, h.y), adaptiveAvgPool2dForward(x, shape), tol, `y [${shape}]`);
+      assertClose(
+        await readback(h.rt, h.y),
+        adaptiveAvgPool2dForward(x, shape),
+        tol,
+        `y [${shape}]`,
+      );
       // One f32 division, which WGSL lets be off by 2.5 ulp (1 ulp = 1.2e-7 relative).
       const dxTol = { atol: 0, rtol: 3e-7 };
-      assertClose(await readback(h.rt, h.dx), adaptiveAvgPool2dBackward(dy, shape), dxTol, `dx [${shape}]`);
+      assertClose(
+        await readback(h.rt, h.dx),
+        adaptiveAvgPool2dBackward(dy, shape),
+        dxTol,
+        `dx [${shape}]`,
+      );
     }
   },
 );
@@ -75,7 +85,10 @@ Deno.test("adaptive_avg_pool2d kernels index over a 2-D grid of workgroups", gpu
   const rng = random(3);
   const shape: Shape4 = [5, 60, 2, 3]; // 300 rows, 1800 values of dx
   const x = randomArray(rng, numel(shape)), dy = randomArray(rng, 300);
-  const tx = tensor(rt, shape), ty = tensor(rt, [300]), tdy = tensor(rt, [300]), tdx = tensor(rt, shape);
+  const tx = tensor(rt, shape),
+    ty = tensor(rt, [300]),
+    tdy = tensor(rt, [300]),
+    tdx = tensor(rt, shape);
   upload(rt, tx, x);
   upload(rt, tdy, dy);
   const constants = { WORKGROUP: 64, ELEMENTS: 4 };

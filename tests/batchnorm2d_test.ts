@@ -1,11 +1,14 @@
 import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, random, randomArray as randomArrayLike, testRuntime } from "./util/gpu.ts";
 import {
+  kernel,
+  op,
   readback,
   type Runtime,
   submit,
   type Tensor,
   tensor,
+  uniform,
   upload,
   view,
 } from "../lib/runtime.ts";
@@ -40,7 +43,9 @@ async function setup(rt: Runtime, layer: Layer, shape: number[], withDx = true):
       end += Math.ceil(p.shape.reduce((a, b) => a * b, 1) / 64) * 64;
     }
     const buffer = tensor(rt, [end], { label });
-    return Object.fromEntries(specs.map((p, i) => [p.name, view(buffer, offsets[i], p.shape, p.name)]));
+    return Object.fromEntries(
+      specs.map((p, i) => [p.name, view(buffer, offsets[i], p.shape, p.name)]),
+    );
   };
   const out = layer.outputShape(shape);
   const h: Omit<Harness, "ops"> = {
@@ -85,7 +90,8 @@ function uploadParams(rt: Runtime, h: Harness, p: ReturnType<typeof randomParams
 }
 
 // M = N*H*W below, beside, and above the workgroup of 64; planes smaller and larger than it.
-const SHAPES: Shape4[] = [[1, 3, 3, 3], [3, 5, 7, 9], [33, 3, 5, 5], [2, 4, 13, 13]];
+// A plane of 1 (after a 1x1 pooling-like map) walks the batch alone.
+const SHAPES: Shape4[] = [[1, 3, 3, 3], [3, 5, 7, 9], [33, 3, 5, 5], [2, 4, 13, 13], [5, 3, 1, 1]];
 
 Deno.test("batchnorm2d reference backward matches central finite differences (f64)", () => {
   const rng = random(1);
@@ -142,38 +148,87 @@ Deno.test(
         const ref = batchnorm2dTrainForward({ x, shape }, p, { relu });
         const label = `[${shape}] relu ${relu}`;
         // f32 sums of up to 825 values: mean and invstd carry ~1e-7 relative error, and y
-        // (values up to ~5) a few ulp more; measured worst 5e-7.
+        // (values up to ~5) a few ulp more; measured worst 7e-7.
         const tol = { atol: 5e-6, rtol: 5e-6 };
         assertClose(await readback(rt, h.y), ref.y, tol, `y ${label}`);
         // The running statistics are O(1) blends of those sums: measured worst 5e-8.
         const stat = { atol: 1e-6, rtol: 1e-6 };
-        assertClose(await readback(rt, h.params.running_mean), ref.runningMean, stat, `rm ${label}`);
+        assertClose(
+          await readback(rt, h.params.running_mean),
+          ref.runningMean,
+          stat,
+          `rm ${label}`,
+        );
         assertClose(await readback(rt, h.params.running_var), ref.runningVar, stat, `rv ${label}`);
       }
     }
   },
 );
 
-Deno.test("batchnorm2d eval_forward uses the running statistics across many workgroups", gpuTest, async () => {
-  const rt = await testRuntime();
-  const rng = random(5);
-  for (const shape of [[33, 5, 7, 7], [1, 3, 3, 3]] as Shape4[]) {
-    for (const relu of [false, true]) {
-      const c = shape[1];
-      const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
-      const x = randomArray(rng, numel(shape), -2, 2);
-      const p = randomParams(6, c);
-      upload(rt, h.x, x);
-      uploadParams(rt, h, p);
-      submit(rt, h.ops.eval);
-      const ref = batchnorm2dEvalForward({ x, shape }, p, { relu });
-      // Elementwise in f32: a few ulp of values below 10.
-      assertClose(await readback(rt, h.y), ref, { atol: 1e-6, rtol: 1e-6 }, `y [${shape}]`);
-      // Eval must leave the running statistics alone.
-      assertClose(await readback(rt, h.params.running_var), p.runningVar, { atol: 0, rtol: 0 }, "rv");
+Deno.test(
+  "batchnorm2d eval_forward uses the running statistics across many workgroups",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(5);
+    // Chunks of 8 values that cross channels (49, 9) and images, or several channels at once (1).
+    for (const shape of [[33, 5, 7, 7], [1, 3, 3, 3], [3, 5, 1, 1]] as Shape4[]) {
+      for (const relu of [false, true]) {
+        const c = shape[1];
+        const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
+        const x = randomArray(rng, numel(shape), -2, 2);
+        const p = randomParams(6, c);
+        upload(rt, h.x, x);
+        uploadParams(rt, h, p);
+        submit(rt, h.ops.eval);
+        const ref = batchnorm2dEvalForward({ x, shape }, p, { relu });
+        // Elementwise in f32: a few ulp of values below 10.
+        assertClose(await readback(rt, h.y), ref, { atol: 1e-6, rtol: 1e-6 }, `y [${shape}]`);
+        // Eval must leave the running statistics alone.
+        assertClose(
+          await readback(rt, h.params.running_var),
+          p.runningVar,
+          { atol: 0, rtol: 0 },
+          "rv",
+        );
+      }
     }
-  }
-});
+  },
+);
+
+Deno.test(
+  "batchnorm2d eval_forward indexes chunks over a 2-D grid of workgroups",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(15);
+    const shape: Shape4 = [7, 5, 7, 7]; // 1715 values: 215 chunks of 8, 4 workgroups of 64
+    const h = await setup(rt, batchnorm2d(5, { relu: true }), [...shape]);
+    const x = randomArray(rng, numel(shape), -2, 2);
+    const p = randomParams(16, 5);
+    upload(rt, h.x, x);
+    uploadParams(rt, h, p);
+    const k = await kernel(rt, "batchnorm2d.wgsl", "eval_forward", {
+      WORKGROUP: 64,
+      CHUNK: 8,
+      RELU: 1,
+    });
+    const u = uniform(rt, "bn", {
+      batch: 7,
+      channels: 5,
+      plane: 49,
+      count: numel(shape),
+      input_grad: 0,
+      "f32:eps": 1e-5,
+      "f32:momentum": 0,
+    });
+    const { weight, bias, running_mean, running_var } = h.params;
+    // 2 x 2 workgroups, as grid() lays them out past 65,535.
+    submit(rt, [op(rt, k, [h.x, h.y, weight, bias, running_mean, running_var, u], [2, 2])]);
+    const ref = batchnorm2dEvalForward({ x, shape }, p, { relu: true });
+    assertClose(await readback(rt, h.y), ref, { atol: 1e-6, rtol: 1e-6 }, "y");
+  },
+);
 
 Deno.test(
   "batchnorm2d backward matches the reference, with and without the fused ReLU",
@@ -214,25 +269,29 @@ Deno.test(
   },
 );
 
-Deno.test("batchnorm2d backward without dx (a first layer) still writes the parameter gradients", gpuTest, async () => {
-  const rt = await testRuntime();
-  const rng = random(9);
-  const shape: Shape4 = [3, 5, 7, 9];
-  const n = numel(shape);
-  const h = await setup(rt, batchnorm2d(5), [...shape], false);
-  const x = randomArray(rng, n, -1, 1), dy = randomArray(rng, n, -1, 1);
-  const p = randomParams(10, 5);
-  upload(rt, h.x, x);
-  upload(rt, h.dy, dy);
-  uploadParams(rt, h, p);
-  submit(rt, [...h.ops.train, ...h.ops.backward]);
-  const fwd = batchnorm2dTrainForward({ x, shape }, p);
-  const ref = batchnorm2dBackward({ x, shape, ...fwd }, { dy, weight: p.weight });
-  // Sums of 189 terms of size ~1 in f32: measured worst 7e-7.
-  const sums = { atol: 1e-5, rtol: 1e-6 };
-  assertClose(await readback(rt, h.grads.weight), ref.dweight, sums, "dweight");
-  assertClose(await readback(rt, h.grads.bias), ref.dbias, sums, "dbias");
-});
+Deno.test(
+  "batchnorm2d backward without dx (a first layer) still writes the parameter gradients",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(9);
+    const shape: Shape4 = [3, 5, 7, 9];
+    const n = numel(shape);
+    const h = await setup(rt, batchnorm2d(5), [...shape], false);
+    const x = randomArray(rng, n, -1, 1), dy = randomArray(rng, n, -1, 1);
+    const p = randomParams(10, 5);
+    upload(rt, h.x, x);
+    upload(rt, h.dy, dy);
+    uploadParams(rt, h, p);
+    submit(rt, [...h.ops.train, ...h.ops.backward]);
+    const fwd = batchnorm2dTrainForward({ x, shape }, p);
+    const ref = batchnorm2dBackward({ x, shape, ...fwd }, { dy, weight: p.weight });
+    // Sums of 189 terms of size ~1 in f32: measured worst 7e-7.
+    const sums = { atol: 1e-5, rtol: 1e-6 };
+    assertClose(await readback(rt, h.grads.weight), ref.dweight, sums, "dweight");
+    assertClose(await readback(rt, h.grads.bias), ref.dbias, sums, "dbias");
+  },
+);
 
 Deno.test("batchnorm2d training step is bit-identical run to run", gpuTest, async () => {
   const rt = await testRuntime();
@@ -249,7 +308,9 @@ Deno.test("batchnorm2d training step is bit-identical run to run", gpuTest, asyn
     submit(rt, [...h.ops.train, ...h.ops.backward]);
     results.push(
       await Promise.all(
-        [h.y, h.dx!, h.grads.weight, h.grads.bias, h.params.running_var].map((t) => readback(rt, t)),
+        [h.y, h.dx!, h.grads.weight, h.grads.bias, h.params.running_var].map((t) =>
+          readback(rt, t)
+        ),
       ),
     );
   }
@@ -262,7 +323,9 @@ Deno.test(
   async () => {
     const rt = await testRuntime();
     const rng = random(13);
-    for (const [shape, relu] of [[[3, 5, 7, 9], true], [[33, 3, 5, 5], false]] as [Shape4, boolean][]) {
+    for (
+      const [shape, relu] of [[[3, 5, 7, 9], true], [[33, 3, 5, 5], false]] as [Shape4, boolean][]
+    ) {
       const c = shape[1], n = numel(shape);
       const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
       const x = randomArray(rng, n, -1, 1), vx = randomArray(rng, n, -1, 1);

@@ -102,47 +102,55 @@ Deno.test("linear reference backward matches central finite differences (f64)", 
   assertClose(g.dbias, fd("bias"), tol, "dbias");
 });
 
-Deno.test("linear forward and backward match the reference across edge tiles and workgroups", gpuTest, async () => {
-  const rt = await testRuntime();
-  const rng = random(2);
-  for (const shape of SHAPES) {
-    const { batch, inFeatures: ins, outFeatures: outs } = shape;
-    const h = await setup(rt, linear(ins, outs), [batch, ins]);
-    const x = randomArray(rng, batch * ins), dy = randomArray(rng, batch * outs);
-    const weight = randomArray(rng, outs * ins), bias = randomArray(rng, outs);
+Deno.test(
+  "linear forward and backward match the reference across edge tiles and workgroups",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(2);
+    for (const shape of SHAPES) {
+      const { batch, inFeatures: ins, outFeatures: outs } = shape;
+      const h = await setup(rt, linear(ins, outs), [batch, ins]);
+      const x = randomArray(rng, batch * ins), dy = randomArray(rng, batch * outs);
+      const weight = randomArray(rng, outs * ins), bias = randomArray(rng, outs);
+      upload(rt, h.x, x);
+      upload(rt, h.dy, dy);
+      upload(rt, h.params.weight, weight);
+      upload(rt, h.params.bias, bias);
+      submit(rt, [...h.ops.train, ...h.ops.backward]);
+      const label = `[${batch}, ${ins} -> ${outs}]`;
+      const y = linearForward({ x, weight, bias }, shape);
+      const g = linearBackward({ x, weight, dy }, shape);
+      // f32 sums of K products of values in [-1, 1]: error ~ K * 6e-8 at worst; atol per K.
+      const tol = (k: number) => ({ atol: 1e-7 * k, rtol: 1e-6 });
+      assertClose(await readback(rt, h.y), y, tol(ins), `y ${label}`);
+      assertClose(await readback(rt, h.dx!), g.dx, tol(outs), `dx ${label}`);
+      assertClose(await readback(rt, h.grads.weight), g.dweight, tol(batch), `dweight ${label}`);
+      assertClose(await readback(rt, h.grads.bias), g.dbias, tol(batch), `dbias ${label}`);
+    }
+  },
+);
+
+Deno.test(
+  "linear backward without dx (a first layer) still writes dweight and dbias",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(3);
+    const shape = { batch: 70, inFeatures: 120, outFeatures: 84 };
+    const h = await setup(rt, linear(120, 84), [70, 120], false);
+    const x = randomArray(rng, 70 * 120), dy = randomArray(rng, 70 * 84);
+    const weight = randomArray(rng, 84 * 120);
     upload(rt, h.x, x);
     upload(rt, h.dy, dy);
     upload(rt, h.params.weight, weight);
-    upload(rt, h.params.bias, bias);
-    submit(rt, [...h.ops.train, ...h.ops.backward]);
-    const label = `[${batch}, ${ins} -> ${outs}]`;
-    const y = linearForward({ x, weight, bias }, shape);
+    submit(rt, h.ops.backward);
     const g = linearBackward({ x, weight, dy }, shape);
-    // f32 sums of K products of values in [-1, 1]: error ~ K * 6e-8 at worst; atol per K.
-    const tol = (k: number) => ({ atol: 1e-7 * k, rtol: 1e-6 });
-    assertClose(await readback(rt, h.y), y, tol(ins), `y ${label}`);
-    assertClose(await readback(rt, h.dx!), g.dx, tol(outs), `dx ${label}`);
-    assertClose(await readback(rt, h.grads.weight), g.dweight, tol(batch), `dweight ${label}`);
-    assertClose(await readback(rt, h.grads.bias), g.dbias, tol(batch), `dbias ${label}`);
-  }
-});
-
-Deno.test("linear backward without dx (a first layer) still writes dweight and dbias", gpuTest, async () => {
-  const rt = await testRuntime();
-  const rng = random(3);
-  const shape = { batch: 70, inFeatures: 120, outFeatures: 84 };
-  const h = await setup(rt, linear(120, 84), [70, 120], false);
-  const x = randomArray(rng, 70 * 120), dy = randomArray(rng, 70 * 84);
-  const weight = randomArray(rng, 84 * 120);
-  upload(rt, h.x, x);
-  upload(rt, h.dy, dy);
-  upload(rt, h.params.weight, weight);
-  submit(rt, h.ops.backward);
-  const g = linearBackward({ x, weight, dy }, shape);
-  const tol = { atol: 1e-7 * 70, rtol: 1e-6 };
-  assertClose(await readback(rt, h.grads.weight), g.dweight, tol, "dweight");
-  assertClose(await readback(rt, h.grads.bias), g.dbias, tol, "dbias");
-});
+    const tol = { atol: 1e-7 * 70, rtol: 1e-6 };
+    assertClose(await readback(rt, h.grads.weight), g.dweight, tol, "dweight");
+    assertClose(await readback(rt, h.grads.bias), g.dbias, tol, "dbias");
+  },
+);
 
 Deno.test("linear kernels index tiles over a 2-D grid of workgroups", gpuTest, async () => {
   const rt = await testRuntime();
@@ -181,30 +189,34 @@ Deno.test("linear kernels index tiles over a 2-D grid of workgroups", gpuTest, a
   assertClose(await readback(rt, grads.bias), g.dbias, tol(70), "dbias");
 });
 
-Deno.test("linear GPU backward matches a directional derivative of the GPU forward", gpuTest, async () => {
-  const rt = await testRuntime();
-  const rng = random(5);
-  const [batch, ins, outs] = [33, 32, 10];
-  const h = await setup(rt, linear(ins, outs), [batch, ins]);
-  const x = randomArray(rng, batch * ins), vx = randomArray(rng, batch * ins);
-  const weight = randomArray(rng, outs * ins), vw = randomArray(rng, outs * ins);
-  const bias = randomArray(rng, outs), vb = randomArray(rng, outs);
-  const r = randomArray(rng, batch * outs);
-  const eps = 1e-2;
-  const lossAt = async (t: number) => {
-    upload(rt, h.x, x.map((v, i) => v + t * vx[i]));
-    upload(rt, h.params.weight, weight.map((v, i) => v + t * vw[i]));
-    upload(rt, h.params.bias, bias.map((v, i) => v + t * vb[i]));
-    submit(rt, h.ops.train);
-    return dot(await readback(rt, h.y), r);
-  };
-  const fd = (await lossAt(eps) - await lossAt(-eps)) / (2 * eps);
-  await lossAt(0);
-  upload(rt, h.dy, r);
-  submit(rt, h.ops.backward);
-  const analytic = dot(await readback(rt, h.dx!), vx) +
-    dot(await readback(rt, h.grads.weight), vw) + dot(await readback(rt, h.grads.bias), vb);
-  // Bilinear, so central differences have no truncation error; what remains is the f32
-  // rounding of 330 outputs (sums of 32 products, ~1e-6 each) divided by eps: ~1e-3 at worst.
-  assertClose([fd], [analytic], { atol: 2e-3, rtol: 1e-5 }, "<grad, v>");
-});
+Deno.test(
+  "linear GPU backward matches a directional derivative of the GPU forward",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(5);
+    const [batch, ins, outs] = [33, 32, 10];
+    const h = await setup(rt, linear(ins, outs), [batch, ins]);
+    const x = randomArray(rng, batch * ins), vx = randomArray(rng, batch * ins);
+    const weight = randomArray(rng, outs * ins), vw = randomArray(rng, outs * ins);
+    const bias = randomArray(rng, outs), vb = randomArray(rng, outs);
+    const r = randomArray(rng, batch * outs);
+    const eps = 1e-2;
+    const lossAt = async (t: number) => {
+      upload(rt, h.x, x.map((v, i) => v + t * vx[i]));
+      upload(rt, h.params.weight, weight.map((v, i) => v + t * vw[i]));
+      upload(rt, h.params.bias, bias.map((v, i) => v + t * vb[i]));
+      submit(rt, h.ops.train);
+      return dot(await readback(rt, h.y), r);
+    };
+    const fd = (await lossAt(eps) - await lossAt(-eps)) / (2 * eps);
+    await lossAt(0);
+    upload(rt, h.dy, r);
+    submit(rt, h.ops.backward);
+    const analytic = dot(await readback(rt, h.dx!), vx) +
+      dot(await readback(rt, h.grads.weight), vw) + dot(await readback(rt, h.grads.bias), vb);
+    // Bilinear, so central differences have no truncation error; what remains is the f32
+    // rounding of 330 outputs (sums of 32 products, ~1e-6 each) divided by eps: ~1e-3 at worst.
+    assertClose([fd], [analytic], { atol: 2e-3, rtol: 1e-5 }, "<grad, v>");
+  },
+);

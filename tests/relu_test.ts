@@ -23,7 +23,10 @@ async function setup(n: number) {
 Deno.test("relu reference backward matches central finite differences (f64)", () => {
   const rng = random(1);
   // Values at least 0.1 away from the kink, where the derivative is defined.
-  const x = Float64Array.from({ length: 50 }, () => (rng.uniform(0.1, 1)) * (rng.next() < 0.5 ? -1 : 1));
+  const x = Float64Array.from(
+    { length: 50 },
+    () => (rng.uniform(0.1, 1)) * (rng.next() < 0.5 ? -1 : 1),
+  );
   const r = Float64Array.from(randomArrayLike(rng, 50));
   const eps = 1e-6;
   const fd = x.map((_, i) => {
@@ -34,23 +37,27 @@ Deno.test("relu reference backward matches central finite differences (f64)", ()
   assertClose(reluBackward(x, r), fd, { atol: 1e-8, rtol: 1e-8 }, "dx");
 });
 
-Deno.test("relu forward and backward match the reference, partial last block included", gpuTest, async () => {
-  const rng = random(2);
-  // 1 value; one short of a workgroup's block of 256; several blocks with a partial last one.
-  for (const n of [1, 255, 3 * 5 * 7 * 9]) {
-    const h = await setup(n);
-    const x = randomArray(rng, n, -1, 1);
-    x[0] = 0; // the gradient at exactly 0 is 0
-    const dy = randomArray(rng, n, -1, 1);
-    upload(h.rt, h.x, x);
-    upload(h.rt, h.dy, dy);
-    submit(h.rt, [...h.ops.train, ...h.ops.backward]);
-    // max and select are exact.
-    const exact = { atol: 0, rtol: 0 };
-    assertClose(await readback(h.rt, h.y), reluForward(x), exact, `y [${n}]`);
-    assertClose(await readback(h.rt, h.dx), reluBackward(x, dy), exact, `dx [${n}]`);
-  }
-});
+Deno.test(
+  "relu forward and backward match the reference, partial last block included",
+  gpuTest,
+  async () => {
+    const rng = random(2);
+    // 1 value; one short of a workgroup's block of 256; several blocks with a partial last one.
+    for (const n of [1, 255, 3 * 5 * 7 * 9]) {
+      const h = await setup(n);
+      const x = randomArray(rng, n, -1, 1);
+      x[0] = 0; // the gradient at exactly 0 is 0
+      const dy = randomArray(rng, n, -1, 1);
+      upload(h.rt, h.x, x);
+      upload(h.rt, h.dy, dy);
+      submit(h.rt, [...h.ops.train, ...h.ops.backward]);
+      // max and select are exact.
+      const exact = { atol: 0, rtol: 0 };
+      assertClose(await readback(h.rt, h.y), reluForward(x), exact, `y [${n}]`);
+      assertClose(await readback(h.rt, h.dx), reluBackward(x, dy), exact, `dx [${n}]`);
+    }
+  },
+);
 
 Deno.test("relu kernels index blocks over a 2-D grid of workgroups", gpuTest, async () => {
   const rt = await testRuntime();
@@ -71,25 +78,29 @@ Deno.test("relu kernels index blocks over a 2-D grid of workgroups", gpuTest, as
   assertClose(await readback(rt, tdx), reluBackward(x, dy), { atol: 0, rtol: 0 }, "dx");
 });
 
-Deno.test("relu GPU backward matches a directional derivative of the GPU forward", gpuTest, async () => {
-  const rng = random(4);
-  const n = 3 * 5 * 7 * 9;
-  const h = await setup(n);
-  const x = randomArray(rng, n, -1, 1), v = randomArray(rng, n, -1, 1);
-  // r zeroed within 0.05 of the kink, so that no perturbation of size eps = 1e-2 straddles it.
-  const r = randomArray(rng, n, -1, 1).map((w, i) => Math.abs(x[i]) < 0.05 ? 0 : w);
-  const eps = 1e-2;
-  const lossAt = async (t: number) => {
-    upload(h.rt, h.x, x.map((w, i) => w + t * v[i]));
-    submit(h.rt, h.ops.train);
-    return dot(await readback(h.rt, h.y), r);
-  };
-  const fd = (await lossAt(eps) - await lossAt(-eps)) / (2 * eps);
-  upload(h.rt, h.x, x);
-  upload(h.rt, h.dy, r);
-  submit(h.rt, h.ops.backward);
-  const analytic = dot(await readback(h.rt, h.dx), v);
-  // Piecewise linear: only the f32 rounding of x +- eps v (~3e-8 per value, sqrt(n) of them)
-  // divided by eps remains, ~1e-5 absolute; measured 3e-6.
-  assertClose([fd], [analytic], { atol: 1e-4, rtol: 1e-5 }, "<dx, v>");
-});
+Deno.test(
+  "relu GPU backward matches a directional derivative of the GPU forward",
+  gpuTest,
+  async () => {
+    const rng = random(4);
+    const n = 3 * 5 * 7 * 9;
+    const h = await setup(n);
+    const x = randomArray(rng, n, -1, 1), v = randomArray(rng, n, -1, 1);
+    // r zeroed within 0.05 of the kink, so that no perturbation of size eps = 1e-2 straddles it.
+    const r = randomArray(rng, n, -1, 1).map((w, i) => Math.abs(x[i]) < 0.05 ? 0 : w);
+    const eps = 1e-2;
+    const lossAt = async (t: number) => {
+      upload(h.rt, h.x, x.map((w, i) => w + t * v[i]));
+      submit(h.rt, h.ops.train);
+      return dot(await readback(h.rt, h.y), r);
+    };
+    const fd = (await lossAt(eps) - await lossAt(-eps)) / (2 * eps);
+    upload(h.rt, h.x, x);
+    upload(h.rt, h.dy, r);
+    submit(h.rt, h.ops.backward);
+    const analytic = dot(await readback(h.rt, h.dx), v);
+    // Piecewise linear: only the f32 rounding of x +- eps v (~3e-8 per value, sqrt(n) of them)
+    // divided by eps remains, ~1e-5 absolute; measured 3e-6.
+    assertClose([fd], [analytic], { atol: 1e-4, rtol: 1e-5 }, "<dx, v>");
+  },
+);

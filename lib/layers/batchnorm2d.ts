@@ -10,6 +10,8 @@ import type { Layer, LayerContext, LayerOps } from "./layer.ts";
 
 /** Invocations per workgroup: per channel in training and backward, per element in eval. */
 const WORKGROUP = 64;
+/** Consecutive values per invocation in eval. */
+const CHUNK = 8;
 
 /**
  * A BatchNorm2d layer over `channels` channels; with `relu: true` it also applies the ReLU
@@ -58,7 +60,7 @@ async function build(
   if (batch * plane < 2) {
     throw new Error(`BatchNorm2d: training needs more than 1 value per channel, got [${x.shape}]`);
   }
-  const constants = { WORKGROUP, RELU: config.relu ? 1 : 0 };
+  const constants = { WORKGROUP, CHUNK, RELU: config.relu ? 1 : 0 };
   const [trainK, evalK, backwardK] = await Promise.all([
     kernel(rt, "batchnorm2d.wgsl", "train_forward", constants),
     kernel(rt, "batchnorm2d.wgsl", "eval_forward", constants),
@@ -78,21 +80,28 @@ async function build(
   });
   const trainU = uniform(rt, "batchnorm2d train", fields(false, config.momentum));
   const evalU = uniform(rt, "batchnorm2d eval", fields(false, 0));
-  const forwardTensors = [x, y, params.weight, params.bias, params.running_mean, params.running_var];
+  const forwardTensors = [
+    x,
+    y,
+    params.weight,
+    params.bias,
+    params.running_mean,
+    params.running_var,
+  ];
 
-  // dx [N,C,H,W], dweight [C], dbias [C] <- dy [N,C,H,W], x, y (the ReLU mask), saved stats
+  // dx [N,C,H,W], dweight [C], dbias [C] <- dy [N,C,H,W], x, weight, bias, saved stats
   // Without a dx to write (BatchNorm as the first layer), a stand-in is bound and not written.
   const dx = ctx.dx ?? tensor(rt, [1], { label: "batchnorm2d unused dx" });
   const backwardU = uniform(rt, "batchnorm2d backward", fields(ctx.dx !== null, 0));
   return {
     train: [op(rt, trainK, [...forwardTensors, stats, trainU], channels)],
-    eval: [op(rt, evalK, [...forwardTensors, evalU], grid(count, WORKGROUP))],
+    eval: [op(rt, evalK, [...forwardTensors, evalU], grid(Math.ceil(count / CHUNK), WORKGROUP))],
     backward: [
       op(rt, backwardK, [
         x,
-        y,
         dy,
         params.weight,
+        params.bias,
         stats,
         grads.weight,
         grads.bias,

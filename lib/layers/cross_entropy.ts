@@ -33,8 +33,9 @@ export interface CrossEntropyOptions {
   state: Tensor;
 }
 
-// logits [B,C], labels [B] -> metrics[batch] = (mean loss, correct), dlogits [B,C]
 /**
+ * logits [B,C], labels [B] -> metrics[batch] = (mean loss, correct), dlogits [B,C].
+ *
  * Makes the op of the loss: `forward` when `dlogits` is null (evaluation), else
  * `forward_backward` (training), which also writes dlogits = (softmax(z) - onehot) / B.
  *

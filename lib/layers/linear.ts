@@ -26,7 +26,12 @@ export function linear(inFeatures: number, outFeatures: number): Layer {
   return {
     type: "Linear",
     params: [
-      { name: "weight", shape: [outFeatures, inFeatures], init: { uniform: bound }, trainable: true },
+      {
+        name: "weight",
+        shape: [outFeatures, inFeatures],
+        init: { uniform: bound },
+        trainable: true,
+      },
       { name: "bias", shape: [outFeatures], init: { uniform: bound }, trainable: true },
     ],
     outputShape: ([n]) => [n, outFeatures],

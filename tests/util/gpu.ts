@@ -18,7 +18,12 @@ export function testRuntime(): Promise<Runtime> {
 export const gpuTest = { sanitizeResources: false, sanitizeOps: false };
 
 /** `n` floats uniform in [low, high) from `rng`. */
-export function randomArray(rng: Random, n: number, low = -1, high = 1): Float32Array {
+export function randomArray(
+  rng: Random,
+  n: number,
+  low = -1,
+  high = 1,
+): Float32Array<ArrayBuffer> {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = rng.uniform(low, high);
   return out;
