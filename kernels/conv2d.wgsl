@@ -1,7 +1,8 @@
 // conv2d as three implicit matrix products, register-blocked: each invocation keeps an 8x8
-// block of outputs in registers (16 vec4 accumulators) and never touches workgroup memory,
-// except backward_weight, which splits its long reduction across the lanes of a workgroup
-// and adds the parts up in a fixed order (no atomics: bit-reproducible run to run).
+// block of outputs in four mat4x4f accumulators (rows: 4 channels, columns: 4 pixels) and
+// adds one outer product of two 8-vectors per step. No workgroup memory, except in
+// backward_weight, which splits its long reduction across the lanes of a workgroup and adds
+// the parts up in a fixed order (no atomics: bit-reproducible run to run).
 // The plain version, kernels/conv2d_naive.wgsl, is the reference these must match.
 //
 // forward: y[n,k,p,q] = b[k] + sum_c,r,s x[n,c,p*S+r-pad,q*S+s-pad] * w[k,c,r,s]
@@ -9,8 +10,10 @@
 //
 // legend: n image, c input channel, k output channel, (h,w) input pixel, (p,q) output pixel,
 // (r,s) kernel tap, R kernel size, S stride, pad padding; P = (H + 2 pad - R) / S + 1.
-// A "pixel" below is a flat (n,p,q) or (n,h,w) index; blocks that run past the end of a
+// A "pixel" below is a flat (n,p,q) or (n,h,w) index. Blocks that run past the end of a
 // dimension compute on clamped indices and store nothing there.
+// Accumulators and index vectors go by four, all written out (no arrays indexed in loops),
+// so that they stay in registers on every compiler.
 //
 // bindings (per entry point, numbered from 0 in the order listed):
 //   forward:         x [N,C,H,W], w [K,C,R,R], b [K], y [N,K,P,Q], params
@@ -20,7 +23,7 @@
 // Invocations per workgroup.
 override WORKGROUP: u32 = 64;
 // backward_weight: lanes that share one 8x8 block of (dw, db) and split its reduction over
-// (n,p) rows; a power of two that divides WORKGROUP.
+// the (n,p) rows of dy; a power of two that divides WORKGROUP.
 override SPLIT: u32 = 8;
 
 struct Params {
@@ -36,14 +39,16 @@ struct Params {
   out_width: u32,
 }
 
-// The offsets (first + i) * stride of 8 consecutive rows of a matrix with `count` rows; rows
-// past the end repeat the last one, so that loads stay in bounds.
-fn rows8(first: u32, count: u32, stride: u32) -> array<u32, 8> {
-  var rows: array<u32, 8>;
-  for (var i = 0u; i < 8u; i++) {
-    rows[i] = min(first + i, count - 1u) * stride;
-  }
-  return rows;
+const IOTA = vec4u(0u, 1u, 2u, 3u);
+
+// outer(a, b)[j][i] = a[i] * b[j]: column j is a scaled by b[j].
+fn outer(a: vec4f, b: vec4f) -> mat4x4f {
+  return mat4x4f(a * b.x, a * b.y, a * b.z, a * b.w);
+}
+
+// first, first+1, first+2, first+3, clamped to last: rows past the end repeat the last one.
+fn four(first: u32, last: u32) -> vec4u {
+  return min(vec4u(first) + IOTA, vec4u(last));
 }
 
 @group(0) @binding(0) var<storage, read> fx: array<f32>;
@@ -52,9 +57,27 @@ fn rows8(first: u32, count: u32, stride: u32) -> array<u32, 8> {
 @group(0) @binding(3) var<storage, read_write> fy: array<f32>;
 @group(0) @binding(4) var<uniform> fparams: Params;
 
+// Stores block[j][i] = y for channel k0+i of pixel m0+j (those that exist).
+fn store_y(block: mat4x4f, k0: u32, m0: u32, u: Params) {
+  let plane = u.out_height * u.out_width;
+  for (var j = 0u; j < 4u; j++) {
+    let m = m0 + j;
+    if (m >= u.batch * plane) {
+      return;
+    }
+    let column = block[j];
+    let out = (m / plane) * u.out_channels * plane + m % plane;
+    for (var i = 0u; i < 4u && k0 + i < u.out_channels; i++) {
+      fy[out + (k0 + i) * plane] = column[i];
+    }
+  }
+}
+
 // forward: one invocation = y for 8 output channels k0..k0+7 x 8 consecutive output pixels
 // m0..m0+7 (flat (n,p,q)). Loops over taps (r,s), then input channels c, so that the
 // padding test of a pixel is made once per tap rather than once per (c,r,s).
+// Accumulators y<k half><pixel half>: lo/hi = channels k0..k0+3 / k0+4..k0+7,
+// a/b = pixels m0..m0+3 / m0+4..m0+7.
 @compute @workgroup_size(WORKGROUP)
 fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let u = fparams;
@@ -69,62 +92,60 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
   let m0 = (i % pixel_blocks) * 8u;
   let in_plane = u.height * u.width;
   let rr = u.kernel_size * u.kernel_size;
-  let wrow = rows8(k0, u.out_channels, u.in_channels * rr);
+  let crr = u.in_channels * rr;
+  let klo = four(k0, u.out_channels - 1u);
+  let khi = four(k0 + 4u, u.out_channels - 1u);
+  let wlo = klo * crr;
+  let whi = khi * crr;
 
-  // Per pixel: the image's first element and the top-left tap (may lie in the padding).
-  var xbase: array<u32, 8>;
-  var h0: array<i32, 8>;
-  var w0: array<i32, 8>;
-  for (var j = 0u; j < 8u; j++) {
-    let m = min(m0 + j, pixels - 1u);
-    let pq = m % plane;
-    xbase[j] = (m / plane) * u.in_channels * in_plane;
-    h0[j] = i32((pq / u.out_width) * u.stride) - i32(u.padding);
-    w0[j] = i32((pq % u.out_width) * u.stride) - i32(u.padding);
-  }
+  // Per pixel: its image's first element, and its top-left tap (may lie in the padding).
+  let ma = four(m0, pixels - 1u);
+  let mb = four(m0 + 4u, pixels - 1u);
+  let xbase_a = (ma / plane) * u.in_channels * in_plane;
+  let xbase_b = (mb / plane) * u.in_channels * in_plane;
+  let h0a = vec4i((ma % plane) / u.out_width * u.stride) - i32(u.padding);
+  let h0b = vec4i((mb % plane) / u.out_width * u.stride) - i32(u.padding);
+  let w0a = vec4i((ma % plane) % u.out_width * u.stride) - i32(u.padding);
+  let w0b = vec4i((mb % plane) % u.out_width * u.stride) - i32(u.padding);
 
-  // acc[2j] holds channels k0..k0+3 of pixel j, acc[2j+1] channels k0+4..k0+7.
-  var acc: array<vec4f, 16>;
+  // The bias starts every column.
+  let blo = vec4f(fb[klo.x], fb[klo.y], fb[klo.z], fb[klo.w]);
+  let bhi = vec4f(fb[khi.x], fb[khi.y], fb[khi.z], fb[khi.w]);
+  var ylo_a = mat4x4f(blo, blo, blo, blo);
+  var ylo_b = ylo_a;
+  var yhi_a = mat4x4f(bhi, bhi, bhi, bhi);
+  var yhi_b = yhi_a;
   for (var r = 0u; r < u.kernel_size; r++) {
     for (var s = 0u; s < u.kernel_size; s++) {
-      var xi: array<u32, 8>;
-      var inside: array<bool, 8>;
-      for (var j = 0u; j < 8u; j++) {
-        let h = h0[j] + i32(r);
-        let w = w0[j] + i32(s);
-        inside[j] = u32(h) < u.height && u32(w) < u.width;
-        xi[j] = select(0u, xbase[j] + u32(h) * u.width + u32(w), inside[j]);
-      }
+      let ha = h0a + i32(r);
+      let hb = h0b + i32(r);
+      let wa = w0a + i32(s);
+      let wb = w0b + i32(s);
+      // u32 turns a negative coordinate into a large one: one test per side.
+      let in_a = (vec4u(ha) < vec4u(u.height)) & (vec4u(wa) < vec4u(u.width));
+      let in_b = (vec4u(hb) < vec4u(u.height)) & (vec4u(wb) < vec4u(u.width));
+      var xa = select(vec4u(0u), xbase_a + vec4u(ha) * u.width + vec4u(wa), in_a);
+      var xb = select(vec4u(0u), xbase_b + vec4u(hb) * u.width + vec4u(wb), in_b);
       var wi = r * u.kernel_size + s;
       for (var c = 0u; c < u.in_channels; c++) {
-        let lo = vec4f(fw[wrow[0] + wi], fw[wrow[1] + wi], fw[wrow[2] + wi], fw[wrow[3] + wi]);
-        let hi = vec4f(fw[wrow[4] + wi], fw[wrow[5] + wi], fw[wrow[6] + wi], fw[wrow[7] + wi]);
-        for (var j = 0u; j < 8u; j++) {
-          let v = select(0.0, fx[xi[j]], inside[j]);
-          acc[2u * j] = fma(lo, vec4f(v), acc[2u * j]);
-          acc[2u * j + 1u] = fma(hi, vec4f(v), acc[2u * j + 1u]);
-        }
-        for (var j = 0u; j < 8u; j++) {
-          xi[j] += in_plane;
-        }
+        let lo = vec4f(fw[wlo.x + wi], fw[wlo.y + wi], fw[wlo.z + wi], fw[wlo.w + wi]);
+        let hi = vec4f(fw[whi.x + wi], fw[whi.y + wi], fw[whi.z + wi], fw[whi.w + wi]);
+        let va = select(vec4f(0.0), vec4f(fx[xa.x], fx[xa.y], fx[xa.z], fx[xa.w]), in_a);
+        let vb = select(vec4f(0.0), vec4f(fx[xb.x], fx[xb.y], fx[xb.z], fx[xb.w]), in_b);
+        ylo_a += outer(lo, va);
+        ylo_b += outer(lo, vb);
+        yhi_a += outer(hi, va);
+        yhi_b += outer(hi, vb);
+        xa += in_plane;
+        xb += in_plane;
         wi += rr;
       }
     }
   }
-
-  for (var j = 0u; j < 8u; j++) {
-    let m = m0 + j;
-    if (m >= pixels) {
-      break;
-    }
-    let out = (m / plane) * u.out_channels * plane + m % plane;
-    for (var kk = 0u; kk < 8u; kk++) {
-      let k = k0 + kk;
-      if (k < u.out_channels) {
-        fy[out + k * plane] = acc[2u * j + kk / 4u][kk % 4u] + fb[k];
-      }
-    }
-  }
+  store_y(ylo_a, k0, m0, u);
+  store_y(ylo_b, k0, m0 + 4u, u);
+  store_y(yhi_a, k0 + 4u, m0, u);
+  store_y(yhi_b, k0 + 4u, m0 + 4u, u);
 }
 
 @group(0) @binding(0) var<storage, read> idy: array<f32>;
@@ -132,12 +153,29 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
 @group(0) @binding(2) var<storage, read_write> idx: array<f32>;
 @group(0) @binding(3) var<uniform> iparams: Params;
 
+// Stores block[j][i] = dx for channel c0+i of the input pixels (n,h,w) = (n[j],h[j],w[j])
+// that exist (`inside`).
+fn store_dx(block: mat4x4f, c0: u32, n: vec4u, h: vec4u, w: vec4u, inside: vec4<bool>, u: Params) {
+  let plane = u.height * u.width;
+  for (var j = 0u; j < 4u; j++) {
+    if (!inside[j]) {
+      continue;
+    }
+    let column = block[j];
+    let out = n[j] * u.in_channels * plane + h[j] * u.width + w[j];
+    for (var i = 0u; i < 4u && c0 + i < u.in_channels; i++) {
+      idx[out + (c0 + i) * plane] = column[i];
+    }
+  }
+}
+
 // backward_input: dx[n,c,h,w] = sum over k,r,s with h = p*S + r - pad and w = q*S + s - pad
 // for an output pixel (p,q) of dy[n,k,p,q] * w[k,c,r,s].
 // One invocation = dx for 8 input channels c0..c0+7 x 8 input pixels that share a phase
 // (h mod S, w mod S): those are reached by the same taps r = r0, r0+S, ... (and s alike),
 // so no tap is tried that cannot land on them. Pixels of phase (ph,pw) are numbered
 // (n, hh, ww) with h = hh*S + ph, hh < ceil(H/S); the ones past H or W are not stored.
+// Accumulators dx<c half><pixel half> as in forward.
 @compute @workgroup_size(WORKGROUP)
 fn backward_input(
   @builtin(global_invocation_id) gid: vec3u,
@@ -158,8 +196,8 @@ fn backward_input(
   let c0 = (i / (pixel_blocks * phases)) * 8u;
   let ph = phase / u.stride;
   let pw = phase % u.stride;
-  // First taps that land on this phase, and the output pixel p = hh + dp - a that tap
-  // r = r0 + a*S reads (likewise q = ww + dq - b for s = s0 + b*S).
+  // The first taps that land on this phase; tap r = r0 + a*S reads output row
+  // p = hh + dp - a (and s = s0 + b*S reads column q = ww + dq - b).
   let r0 = (ph + u.padding) % u.stride;
   let s0 = (pw + u.padding) % u.stride;
   let dp = i32((ph + u.padding) / u.stride);
@@ -167,65 +205,61 @@ fn backward_input(
   let out_plane = u.out_height * u.out_width;
   let rr = u.kernel_size * u.kernel_size;
   let crr = u.in_channels * rr;
-  let wcol = rows8(c0, u.in_channels, rr);
+  let wlo = four(c0, u.in_channels - 1u) * rr;
+  let whi = four(c0 + 4u, u.in_channels - 1u) * rr;
 
-  var dybase: array<u32, 8>;
-  var hh: array<i32, 8>;
-  var ww: array<i32, 8>;
-  for (var j = 0u; j < 8u; j++) {
-    let m = min(m0 + j, pixels - 1u);
-    dybase[j] = (m / (hs * ws)) * u.out_channels * out_plane;
-    hh[j] = i32((m / ws) % hs) + dp;
-    ww[j] = i32(m % ws) + dq;
-  }
+  let ma = four(m0, pixels - 1u);
+  let mb = four(m0 + 4u, pixels - 1u);
+  let na = ma / (hs * ws);
+  let nb = mb / (hs * ws);
+  let hha = vec4i((ma / ws) % hs);
+  let hhb = vec4i((mb / ws) % hs);
+  let wwa = vec4i(ma % ws);
+  let wwb = vec4i(mb % ws);
+  let ybase_a = na * u.out_channels * out_plane;
+  let ybase_b = nb * u.out_channels * out_plane;
 
-  // acc[2j] holds channels c0..c0+3 of pixel j, acc[2j+1] channels c0+4..c0+7.
-  var acc: array<vec4f, 16>;
+  var dxlo_a = mat4x4f();
+  var dxlo_b = mat4x4f();
+  var dxhi_a = mat4x4f();
+  var dxhi_b = mat4x4f();
   for (var r = r0; r < u.kernel_size; r += u.stride) {
     for (var s = s0; s < u.kernel_size; s += u.stride) {
-      let a = i32((r - r0) / u.stride);
-      let b = i32((s - s0) / u.stride);
-      var yi: array<u32, 8>;
-      var inside: array<bool, 8>;
-      for (var j = 0u; j < 8u; j++) {
-        let p = hh[j] - a;
-        let q = ww[j] - b;
-        inside[j] = u32(p) < u.out_height && u32(q) < u.out_width;
-        yi[j] = select(0u, dybase[j] + u32(p) * u.out_width + u32(q), inside[j]);
-      }
+      let pa = hha + dp - i32((r - r0) / u.stride);
+      let pb = hhb + dp - i32((r - r0) / u.stride);
+      let qa = wwa + dq - i32((s - s0) / u.stride);
+      let qb = wwb + dq - i32((s - s0) / u.stride);
+      let in_a = (vec4u(pa) < vec4u(u.out_height)) & (vec4u(qa) < vec4u(u.out_width));
+      let in_b = (vec4u(pb) < vec4u(u.out_height)) & (vec4u(qb) < vec4u(u.out_width));
+      var ya = select(vec4u(0u), ybase_a + vec4u(pa) * u.out_width + vec4u(qa), in_a);
+      var yb = select(vec4u(0u), ybase_b + vec4u(pb) * u.out_width + vec4u(qb), in_b);
       var wi = r * u.kernel_size + s;
       for (var k = 0u; k < u.out_channels; k++) {
-        let lo = vec4f(iw[wi + wcol[0]], iw[wi + wcol[1]], iw[wi + wcol[2]], iw[wi + wcol[3]]);
-        let hi = vec4f(iw[wi + wcol[4]], iw[wi + wcol[5]], iw[wi + wcol[6]], iw[wi + wcol[7]]);
-        for (var j = 0u; j < 8u; j++) {
-          let v = select(0.0, idy[yi[j]], inside[j]);
-          acc[2u * j] = fma(lo, vec4f(v), acc[2u * j]);
-          acc[2u * j + 1u] = fma(hi, vec4f(v), acc[2u * j + 1u]);
-        }
-        for (var j = 0u; j < 8u; j++) {
-          yi[j] += out_plane;
-        }
+        let lo = vec4f(iw[wlo.x + wi], iw[wlo.y + wi], iw[wlo.z + wi], iw[wlo.w + wi]);
+        let hi = vec4f(iw[whi.x + wi], iw[whi.y + wi], iw[whi.z + wi], iw[whi.w + wi]);
+        let va = select(vec4f(0.0), vec4f(idy[ya.x], idy[ya.y], idy[ya.z], idy[ya.w]), in_a);
+        let vb = select(vec4f(0.0), vec4f(idy[yb.x], idy[yb.y], idy[yb.z], idy[yb.w]), in_b);
+        dxlo_a += outer(lo, va);
+        dxlo_b += outer(lo, vb);
+        dxhi_a += outer(hi, va);
+        dxhi_b += outer(hi, vb);
+        ya += out_plane;
+        yb += out_plane;
         wi += crr;
       }
     }
   }
 
-  let in_plane = u.height * u.width;
-  for (var j = 0u; j < 8u; j++) {
-    let m = m0 + j;
-    let h = u32(hh[j] - dp) * u.stride + ph;
-    let w = u32(ww[j] - dq) * u.stride + pw;
-    if (m >= pixels || h >= u.height || w >= u.width) {
-      continue;
-    }
-    let out = (m / (hs * ws)) * u.in_channels * in_plane + h * u.width + w;
-    for (var cc = 0u; cc < 8u; cc++) {
-      let c = c0 + cc;
-      if (c < u.in_channels) {
-        idx[out + c * in_plane] = acc[2u * j + cc / 4u][cc % 4u];
-      }
-    }
-  }
+  let ha = vec4u(hha) * u.stride + ph;
+  let hb = vec4u(hhb) * u.stride + ph;
+  let wa = vec4u(wwa) * u.stride + pw;
+  let wb = vec4u(wwb) * u.stride + pw;
+  let in_a = (vec4u(m0) + IOTA < vec4u(pixels)) & (ha < vec4u(u.height)) & (wa < vec4u(u.width));
+  let in_b = (vec4u(m0 + 4u) + IOTA < vec4u(pixels)) & (hb < vec4u(u.height)) & (wb < vec4u(u.width));
+  store_dx(dxlo_a, c0, na, ha, wa, in_a, u);
+  store_dx(dxlo_b, c0, nb, hb, wb, in_b, u);
+  store_dx(dxhi_a, c0 + 4u, na, ha, wa, in_a, u);
+  store_dx(dxhi_b, c0 + 4u, nb, hb, wb, in_b, u);
 }
 
 @group(0) @binding(0) var<storage, read> wx: array<f32>;
@@ -234,15 +268,16 @@ fn backward_input(
 @group(0) @binding(3) var<storage, read_write> wdb: array<f32>;
 @group(0) @binding(4) var<uniform> wparams: Params;
 
-// The partial sums of every lane of a workgroup: 64 floats per lane (16 KiB).
-var<workgroup> partial: array<f32, 4096>;
+// The accumulators of every lane of a workgroup, 4 per lane (16 KiB for 64 lanes).
+var<workgroup> partial: array<mat4x4f, 4u * WORKGROUP>;
 
 // backward_weight: dw[k,c,r,s] = sum_n,p,q dy[n,k,p,q] * x[n,c,p*S+r-pad,q*S+s-pad] and
 // db[k] = sum_n,p,q dy[n,k,p,q]: one matrix product dY [K, NPQ] x X^T [NPQ, CRR+1], where
 // X gets a last column of ones so that db comes out as column CRR.
-// A block = 8 output channels x 8 columns (c,r,s); SPLIT lanes share a block, lane l summing
-// the (n,p) rows l, l+SPLIT, ...; then lane l adds up, in lane order, the SPLIT parts of
-// outputs l, l+SPLIT, ... of the block through workgroup memory and stores them.
+// A block = 8 output channels k0..k0+7 x 8 columns col0..col0+7 (flat (c,r,s)). SPLIT lanes
+// share a block, lane l summing the (n,p) rows l, l+SPLIT, ... of dy; then lane l adds up,
+// in lane order, the SPLIT parts of outputs l, l+SPLIT, ... of the block.
+// Accumulators dw<k half><column half>: lo/hi = channels, a/b = columns col0..+3 / col0+4..+7.
 @compute @workgroup_size(WORKGROUP)
 fn backward_weight(
   @builtin(local_invocation_index) lane: u32,
@@ -256,71 +291,80 @@ fn backward_weight(
   let blocks = col_blocks * ((u.out_channels + 7u) / 8u);
   let slice = lane % SPLIT;
   let block = (wid.x + wid.y * groups.x) * (WORKGROUP / SPLIT) + lane / SPLIT;
-  // Lanes past the last block still take part in the barrier; they store nothing.
+  // Lanes past the last block compute on the last one and store nothing: they must still
+  // reach the barrier.
   let k0 = (min(block, blocks - 1u) / col_blocks) * 8u;
   let col0 = (min(block, blocks - 1u) % col_blocks) * 8u;
   let in_plane = u.height * u.width;
   let out_plane = u.out_height * u.out_width;
-  let yrow = rows8(k0, u.out_channels, out_plane);
+  let ylo = four(k0, u.out_channels - 1u) * out_plane;
+  let yhi = four(k0 + 4u, u.out_channels - 1u) * out_plane;
 
-  // Per column: its (c,r,s) offset in an image, its tap, and whether it is the ones column.
-  var xoff: array<u32, 8>;
-  var tap_r: array<i32, 8>;
-  var tap_s: array<i32, 8>;
-  var ones: array<bool, 8>;
-  for (var j = 0u; j < 8u; j++) {
-    let col = min(col0 + j, crr);
-    let rs = col % rr;
-    ones[j] = col == crr;
-    tap_r[j] = i32(rs / u.kernel_size);
-    tap_s[j] = i32(rs % u.kernel_size);
-    xoff[j] = select((col / rr) * in_plane, 0u, ones[j]);
-  }
+  // Per column: its tap (r,s), its offset from the tap (0,0) of a pixel within an image,
+  // and whether it is the column of ones.
+  let cola = four(col0, crr);
+  let colb = four(col0 + 4u, crr);
+  let ones_a = cola == vec4u(crr);
+  let ones_b = colb == vec4u(crr);
+  let ra = vec4i((cola % rr) / u.kernel_size);
+  let rb = vec4i((colb % rr) / u.kernel_size);
+  let sa = vec4i((cola % rr) % u.kernel_size);
+  let sb = vec4i((colb % rr) % u.kernel_size);
+  let offset_a = vec4i((cola / rr) * in_plane) + ra * i32(u.width) + sa;
+  let offset_b = vec4i((colb / rr) * in_plane) + rb * i32(u.width) + sb;
 
-  // acc[2j] holds channels k0..k0+3 of column j, acc[2j+1] channels k0+4..k0+7.
-  var acc: array<vec4f, 16>;
+  var dwlo_a = mat4x4f();
+  var dwlo_b = mat4x4f();
+  var dwhi_a = mat4x4f();
+  var dwhi_b = mat4x4f();
   for (var row = slice; row < u.batch * u.out_height; row += SPLIT) {
     let n = row / u.out_height;
     let p = row % u.out_height;
     let h = i32(p * u.stride) - i32(u.padding);
-    var hin: array<bool, 8>;
-    for (var j = 0u; j < 8u; j++) {
-      hin[j] = u32(h + tap_r[j]) < u.height && !ones[j];
-    }
+    let hin_a = (vec4u(h + ra) < vec4u(u.height)) & !ones_a;
+    let hin_b = (vec4u(h + rb) < vec4u(u.height)) & !ones_b;
     let xrow = i32(n * u.in_channels * in_plane) + h * i32(u.width);
     var yi = n * u.out_channels * out_plane + p * u.out_width;
     for (var q = 0u; q < u.out_width; q++) {
       let w = i32(q * u.stride) - i32(u.padding);
-      let lo = vec4f(wdy[yi + yrow[0]], wdy[yi + yrow[1]], wdy[yi + yrow[2]], wdy[yi + yrow[3]]);
-      let hi = vec4f(wdy[yi + yrow[4]], wdy[yi + yrow[5]], wdy[yi + yrow[6]], wdy[yi + yrow[7]]);
-      for (var j = 0u; j < 8u; j++) {
-        let inside = hin[j] && u32(w + tap_s[j]) < u.width;
-        let xi = select(0u, u32(xrow + w + tap_r[j] * i32(u.width) + tap_s[j]) + xoff[j], inside);
-        let v = select(select(0.0, wx[xi], inside), 1.0, ones[j]);
-        acc[2u * j] = fma(lo, vec4f(v), acc[2u * j]);
-        acc[2u * j + 1u] = fma(hi, vec4f(v), acc[2u * j + 1u]);
-      }
+      let in_a = hin_a & (vec4u(w + sa) < vec4u(u.width));
+      let in_b = hin_b & (vec4u(w + sb) < vec4u(u.width));
+      let xa = select(vec4u(0u), vec4u(xrow + w + offset_a), in_a);
+      let xb = select(vec4u(0u), vec4u(xrow + w + offset_b), in_b);
+      let lo = vec4f(wdy[yi + ylo.x], wdy[yi + ylo.y], wdy[yi + ylo.z], wdy[yi + ylo.w]);
+      let hi = vec4f(wdy[yi + yhi.x], wdy[yi + yhi.y], wdy[yi + yhi.z], wdy[yi + yhi.w]);
+      let xva = select(vec4f(0.0), vec4f(wx[xa.x], wx[xa.y], wx[xa.z], wx[xa.w]), in_a);
+      let xvb = select(vec4f(0.0), vec4f(wx[xb.x], wx[xb.y], wx[xb.z], wx[xb.w]), in_b);
+      let va = select(xva, vec4f(1.0), ones_a);
+      let vb = select(xvb, vec4f(1.0), ones_b);
+      dwlo_a += outer(lo, va);
+      dwlo_b += outer(lo, vb);
+      dwhi_a += outer(hi, va);
+      dwhi_b += outer(hi, vb);
       yi += 1u;
     }
   }
 
-  for (var e = 0u; e < 16u; e++) {
-    for (var t = 0u; t < 4u; t++) {
-      partial[lane * 64u + e * 4u + t] = acc[e][t];
-    }
-  }
+  partial[4u * lane] = dwlo_a;
+  partial[4u * lane + 1u] = dwlo_b;
+  partial[4u * lane + 2u] = dwhi_a;
+  partial[4u * lane + 3u] = dwhi_b;
   workgroupBarrier();
   if (block >= blocks) {
     return;
   }
-  let first = (lane - slice) * 64u;
+  // Output e of the block: accumulator e / 16, its column (e / 4) % 4, its row e % 4.
+  let first = 4u * (lane - slice);
   for (var e = slice; e < 64u; e += SPLIT) {
+    let m = e / 16u;
+    let j = (e / 4u) % 4u;
+    let i = e % 4u;
     var sum = 0.0;
     for (var l = 0u; l < SPLIT; l++) {
-      sum += partial[first + l * 64u + e];
+      sum += partial[first + 4u * l + m][j][i];
     }
-    let k = k0 + e % 8u;
-    let col = col0 + e / 8u;
+    let k = k0 + (m / 2u) * 4u + i;
+    let col = col0 + (m % 2u) * 4u + j;
     if (k < u.out_channels && col < crr) {
       wdw[k * crr + col] = sum;
     } else if (k < u.out_channels && col == crr) {

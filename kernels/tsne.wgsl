@@ -46,8 +46,10 @@
 //   1 neighbours [N,k] u32 (written), 2 row [N,k] f32 (written: distances while searching,
 //   then p_{j|i}), 3 params.
 // gradient bindings: 0 positions [ceil(N/2)*2, 2] (padded to whole vec4s), 1 row_start
-//   [N+1] u32, 2 columns [nnz] u32, 3 values [nnz] f32 (p_ij, summing to 1), 4 forces [N,4]
-//   (written: attract, repulse), 5 shares [N,2] (written: z_i, kl_i), 6 params.
+//   [N+1] u32 (multiples of 4), 2 columns [nnz] u32, 3 values [nnz] f32 (p_ij, summing to 1;
+//   each row padded with p = 0 to a multiple of 4 entries), 4 forces [N,4] (written:
+//   attract, repulse), 5 shares [N,2] (written: z_i, kl_i), 6 params, 7 points: positions
+//   again, as [ceil(N/2)*2] vec2s.
 // update bindings: 0 positions [N,2] (read-write), 1 forces [N,4], 2 shares [N,2],
 //   3 state [N,4] (read-write: step, gain), 4 stats [2] (written: Z, sum_i kl_i), 5 params.
 
@@ -59,9 +61,10 @@ override UPDATE_WORKGROUP: u32 = 256;
 const AFFINITY_ROWS = 8u;
 const GROUPS = 8u;
 const GRADIENT_ROWS = 32u;
-// Inputs up to 4 * MAX_QUADS dimensions keep the rows' own coordinates in registers; wider
-// ones read them from memory for every pair (correct, slower).
-const MAX_QUADS = 16u;
+// Inputs of up to 4 * MAX_QUADS dimensions (the logits: 10) keep the rows' own coordinates
+// in registers; wider ones read them from memory for every pair (correct, ~3x slower). A
+// larger cache costs compile time on llvmpipe: 64 dimensions took 7 s to compile, 16 take 1.
+const MAX_QUADS = 4u;
 const STEPS = 100u;
 const TOLERANCE = 1e-5;
 const FLOAT_MAX = 0x1.fffffep+127f;
@@ -102,11 +105,13 @@ struct UpdateParams {
 // gradient
 @group(0) @binding(0) var<storage, read> positions: array<vec4f>;
 @group(0) @binding(1) var<storage, read> row_start: array<u32>;
-@group(0) @binding(2) var<storage, read> columns: array<u32>;
-@group(0) @binding(3) var<storage, read> values: array<f32>;
+@group(0) @binding(2) var<storage, read> columns: array<vec4u>;
+@group(0) @binding(3) var<storage, read> values: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> forces: array<vec4f>;
 @group(0) @binding(5) var<storage, read_write> shares: array<vec2f>;
 @group(0) @binding(6) var<uniform> gradient_params: GradientParams;
+// The same buffer as `positions`, one point at a time (a vec4 gather costs twice a vec2's).
+@group(0) @binding(7) var<storage, read> points: array<vec2f>;
 
 // update
 @group(0) @binding(0) var<storage, read_write> moving: array<vec2f>;
@@ -226,10 +231,10 @@ fn affinities(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
   }
 
   // 1. The k nearest: a candidate closer than a row's root replaces it and sinks into place.
-  var farthest: array<f32, AFFINITY_ROWS>;
-  for (var r = 0u; r < AFFINITY_ROWS; r++) {
-    farthest[r] = FLOAT_MAX;
-  }
+  // far0, far1: each row's root; -1 for rows past N, so that nothing ever enters them.
+  let ids = vec4u(0u, 1u, 2u, 3u);
+  var far0 = select(vec4f(FLOAT_MAX), vec4f(-1.0), vec4u(first) + ids >= vec4u(n));
+  var far1 = select(vec4f(FLOAT_MAX), vec4f(-1.0), vec4u(first + 4u) + ids >= vec4u(n));
   for (var j = 0u; j < n; j++) {
     var d0 = vec4f(0.0);
     var d1 = vec4f(0.0);
@@ -250,12 +255,25 @@ fn affinities(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
       d0 += e0[0] * e0[0] + e0[1] * e0[1] + e0[2] * e0[2] + e0[3] * e0[3];
       d1 += e1[0] * e1[0] + e1[1] * e1[1] + e1[2] * e1[2] + e1[3] * e1[3];
     }
-    for (var r = 0u; r < AFFINITY_ROWS; r++) {
-      let i = first + r;
-      let d = select(d1[r & 3u], d0[r & 3u], r < 4u);
-      if (i < n && i != j && d < farthest[r]) {
-        replace_farthest(i * k, k, d, j);
-        farthest[r] = row[i * k];
+    // A point is not its own neighbour.
+    d0 = select(d0, vec4f(FLOAT_MAX), vec4u(first) + ids == vec4u(j));
+    d1 = select(d1, vec4f(FLOAT_MAX), vec4u(first + 4u) + ids == vec4u(j));
+    let closer0 = d0 < far0;
+    let closer1 = d1 < far1;
+    // Rare once the heaps are full: most candidates are farther than every root.
+    if (any(closer0) || any(closer1)) {
+      for (var r = 0u; r < AFFINITY_ROWS; r++) {
+        let m = r & 3u;
+        let d = select(d1[m], d0[m], r < 4u);
+        if (select(closer1[m], closer0[m], r < 4u)) {
+          let base = (first + r) * k;
+          replace_farthest(base, k, d, j);
+          if (r < 4u) {
+            far0[m] = row[base];
+          } else {
+            far1[m] = row[base];
+          }
+        }
       }
     }
   }
@@ -266,12 +284,6 @@ fn affinities(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
       calibrate((first + r) * k, k);
     }
   }
-}
-
-// Point i of `positions`, stored two to a vec4.
-fn position(i: u32) -> vec2f {
-  let pair = positions[i / 2u];
-  return select(pair.xy, pair.zw, (i & 1u) == 1u);
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -285,10 +297,10 @@ fn gradient(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
   var py: array<vec4f, GROUPS>;
   for (var a = 0u; a < GROUPS; a++) {
     let i = four(first + 4u * a, n);
-    let y0 = position(i.x);
-    let y1 = position(i.y);
-    let y2 = position(i.z);
-    let y3 = position(i.w);
+    let y0 = points[i.x];
+    let y1 = points[i.y];
+    let y2 = points[i.z];
+    let y3 = points[i.w];
     px[a] = vec4f(y0.x, y1.x, y2.x, y3.x);
     py[a] = vec4f(y0.y, y1.y, y2.y, y3.y);
   }
@@ -317,28 +329,37 @@ fn gradient(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     }
   }
 
-  // The kept pairs of each row: attraction and the KL share.
+  // The kept pairs of each row, four entries at a time: attraction and the KL share.
   for (var r = 0u; r < GRADIENT_ROWS; r++) {
     let i = first + r;
     if (i >= n) {
       break;
     }
-    let yi = position(i);
-    var attract = vec2f(0.0);
-    var kl = 0.0;
-    for (var e = row_start[i]; e < row_start[i + 1u]; e++) {
+    let yi = points[i];
+    var ax = vec4f(0.0);
+    var ay = vec4f(0.0);
+    var kl = vec4f(0.0);
+    for (var e = row_start[i] / 4u; e < row_start[i + 1u] / 4u; e++) {
+      let j = columns[e];
       let p = values[e];
-      let d = yi - position(columns[e]);
-      let w = 1.0 / (1.0 + dot(d, d));
-      attract += (p * w) * d;
+      let y0 = points[j.x];
+      let y1 = points[j.y];
+      let y2 = points[j.z];
+      let y3 = points[j.w];
+      let dx = yi.x - vec4f(y0.x, y1.x, y2.x, y3.x);
+      let dy = yi.y - vec4f(y0.y, y1.y, y2.y, y3.y);
+      let w = 1.0 / (1.0 + dx * dx + dy * dy);
+      ax += p * w * dx;
+      ay += p * w * dy;
       if (gradient_params.with_kl != 0u) {
         kl += p * log(w);
       }
     }
     let a = r / 4u;
     let m = r & 3u;
+    let attract = vec2f(dot(ax, vec4f(1.0)), dot(ay, vec4f(1.0)));
     forces[i] = vec4f(gradient_params.exaggeration * attract, rx[a][m], ry[a][m]);
-    shares[i] = vec2f(z[a][m] - 1.0, kl);
+    shares[i] = vec2f(z[a][m] - 1.0, dot(kl, vec4f(1.0)));
   }
 }
 

@@ -380,7 +380,10 @@ export async function tsneProgram(
 ): Promise<TsneProgram> {
   const n = joint.n;
   if (initial.length !== 2 * n) throw new Error(`tsne: ${initial.length} initial values for ${n}`);
-  const nnz = joint.values.length;
+  // Rows padded with p = 0 entries (column: the row's own point) to multiples of 4, for the
+  // kernel's vec4 loads.
+  const padded = padRows(joint);
+  const nnz = padded.values.length;
   // Whole vec4s (two points each) for the gradient's loads; the padding stays 0.
   const positions = tensor(rt, [2 * Math.ceil(n / 2), 2], { label: "tsne positions" });
   const rowStart = tensor(rt, [n + 1], { dtype: "u32", label: "tsne row_start" });
@@ -393,9 +396,9 @@ export async function tsneProgram(
   const start = new Float32Array(positions.size);
   start.set(initial);
   upload(rt, positions, start);
-  upload(rt, rowStart, Uint32Array.from(joint.rowStart));
-  upload(rt, columns, Uint32Array.from(joint.columns));
-  upload(rt, values, Float32Array.from(joint.values));
+  upload(rt, rowStart, padded.rowStart);
+  upload(rt, columns, padded.columns);
+  upload(rt, values, padded.values);
   const [gradientK, updateK] = await Promise.all([
     kernel(rt, KERNEL, "gradient", { WORKGROUP }),
     kernel(rt, KERNEL, "update", { UPDATE_WORKGROUP }),
@@ -415,7 +418,7 @@ export async function tsneProgram(
         with_kl: withKl ? 1 : 0,
       });
       uniforms.push(u.buffer);
-      const bindings = [positions, rowStart, columns, values, forces, shares, u];
+      const bindings = [positions, rowStart, columns, values, forces, shares, u, positions];
       return op(rt, gradientK, bindings, grid(Math.ceil(n / GRADIENT_ROWS), WORKGROUP));
     });
   const updateOp = (momentum: number, learningRate: number, reset: boolean, apply: boolean) =>
@@ -452,6 +455,24 @@ export async function tsneProgram(
       for (const b of uniforms) b.destroy();
     },
   };
+}
+
+function padRows(joint: JointProbabilities) {
+  const { n } = joint;
+  const rowStart = new Uint32Array(n + 1);
+  for (let i = 0; i < n; i++) {
+    const count = joint.rowStart[i + 1] - joint.rowStart[i];
+    rowStart[i + 1] = rowStart[i] + Math.ceil(count / 4) * 4;
+  }
+  const columns = new Uint32Array(rowStart[n]);
+  const values = new Float32Array(rowStart[n]);
+  for (let i = 0; i < n; i++) {
+    columns.fill(i, rowStart[i], rowStart[i + 1]);
+    const from = joint.rowStart[i], to = joint.rowStart[i + 1];
+    columns.set(joint.columns.subarray(from, to), rowStart[i]);
+    values.set(joint.values.subarray(from, to), rowStart[i]);
+  }
+  return { rowStart, columns, values };
 }
 
 /**
@@ -556,8 +577,8 @@ function leadingEigenvectors(
 }
 
 // Modified Gram-Schmidt; a vector that vanishes is replaced by a unit basis vector.
-function orthonormalize(vectors: Float64Array[]): Float64Array[] {
-  const out: Float64Array[] = [];
+function orthonormalize(vectors: Float64Array[]): Float64Array<ArrayBuffer>[] {
+  const out: Float64Array<ArrayBuffer>[] = [];
   for (const original of vectors) {
     const v = Float64Array.from(original);
     for (let attempt = 0; attempt <= v.length; attempt++) {

@@ -241,10 +241,10 @@ function record(epoch: number, tr: PassResult, te: PassResult): EpochRecord {
   const round = (x: number, d: number) => Number(x.toFixed(d));
   return {
     epoch,
-    train_loss: round(tr.loss, 6),
-    train_acc: round(tr.accuracy, 4),
-    test_loss: round(te.loss, 6),
-    test_acc: round(te.accuracy, 4),
+    train_loss: tr.loss,
+    train_acc: tr.accuracy,
+    test_loss: te.loss,
+    test_acc: te.accuracy,
     train_seconds: round(tr.seconds, 3),
     train_images_per_s: Math.round(tr.images / tr.seconds),
     test_seconds: round(te.seconds, 3),

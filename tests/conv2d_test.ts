@@ -192,41 +192,72 @@ async function checkAgainstReference(c: Case, kernels: Kernels, seed = 1) {
 
 const kinds: Kernels[] = ["naive", "fast"];
 
-Deno.test("conv2d forward and backward match the reference at batch 1, 3 and 33", gpuTest, async () => {
-  for (const kernels of kinds) {
-    await checkAgainstReference({ x: [1, 3, 9, 9], k: 5, r: 3, stride: 1, padding: 0 }, kernels);
-    await checkAgainstReference({ x: [3, 5, 11, 10], k: 11, r: 3, stride: 2, padding: 1 }, kernels);
-    await checkAgainstReference({ x: [33, 2, 7, 7], k: 3, r: 2, stride: 1, padding: 1 }, kernels);
-  }
-});
+Deno.test(
+  "conv2d forward and backward match the reference at batch 1, 3 and 33",
+  gpuTest,
+  async () => {
+    for (const kernels of kinds) {
+      await checkAgainstReference({ x: [1, 3, 9, 9], k: 5, r: 3, stride: 1, padding: 0 }, kernels);
+      await checkAgainstReference(
+        { x: [3, 5, 11, 10], k: 11, r: 3, stride: 2, padding: 1 },
+        kernels,
+      );
+      await checkAgainstReference({ x: [33, 2, 7, 7], k: 3, r: 2, stride: 1, padding: 1 }, kernels);
+    }
+  },
+);
 
-Deno.test("conv2d matches the reference when the stride skips or exceeds the kernel", gpuTest, async () => {
-  for (const kernels of kinds) {
-    // Stride 3 over a 2x2 kernel: some input pixels are read by no tap, their dx is 0.
-    await checkAgainstReference({ x: [2, 3, 10, 8], k: 4, r: 2, stride: 3, padding: 0 }, kernels);
-    // Stride 2, kernel 3, padding 2: odd taps per phase and output pixels in the padding.
-    await checkAgainstReference({ x: [3, 4, 6, 9], k: 9, r: 3, stride: 2, padding: 2 }, kernels);
-    // 1x1 kernel with padding: border outputs are bias only.
-    await checkAgainstReference({ x: [2, 9, 4, 5], k: 7, r: 1, stride: 1, padding: 1 }, kernels);
-  }
-});
+Deno.test(
+  "conv2d matches the reference when the stride skips or exceeds the kernel",
+  gpuTest,
+  async () => {
+    for (const kernels of kinds) {
+      // Stride 3 over a 2x2 kernel: some input pixels are read by no tap, their dx is 0.
+      await checkAgainstReference({ x: [2, 3, 10, 8], k: 4, r: 2, stride: 3, padding: 0 }, kernels);
+      // Stride 2, kernel 3, padding 2: odd taps per phase and output pixels in the padding.
+      await checkAgainstReference({ x: [3, 4, 6, 9], k: 9, r: 3, stride: 2, padding: 2 }, kernels);
+      // 1x1 kernel with padding: border outputs are bias only.
+      await checkAgainstReference({ x: [2, 9, 4, 5], k: 7, r: 1, stride: 1, padding: 1 }, kernels);
+    }
+  },
+);
 
-Deno.test("conv2d matches the reference at the LeNet shapes: 5x5, padding 2, 1x1 outputs", gpuTest, async () => {
-  for (const kernels of kinds) {
-    await checkAgainstReference({ x: [3, 1, 28, 28], k: 6, r: 5, stride: 1, padding: 2 }, kernels);
-    await checkAgainstReference({ x: [5, 6, 14, 14], k: 16, r: 5, stride: 1, padding: 0 }, kernels);
-    // Output 1x1: the reduction of backward_weight has only N rows of one pixel.
-    await checkAgainstReference({ x: [7, 16, 5, 5], k: 120, r: 5, stride: 1, padding: 0 }, kernels);
-  }
-});
+Deno.test(
+  "conv2d matches the reference at the LeNet shapes: 5x5, padding 2, 1x1 outputs",
+  gpuTest,
+  async () => {
+    for (const kernels of kinds) {
+      await checkAgainstReference(
+        { x: [3, 1, 28, 28], k: 6, r: 5, stride: 1, padding: 2 },
+        kernels,
+      );
+      await checkAgainstReference(
+        { x: [5, 6, 14, 14], k: 16, r: 5, stride: 1, padding: 0 },
+        kernels,
+      );
+      // Output 1x1: the reduction of backward_weight has only N rows of one pixel.
+      await checkAgainstReference(
+        { x: [7, 16, 5, 5], k: 120, r: 5, stride: 1, padding: 0 },
+        kernels,
+      );
+    }
+  },
+);
 
-Deno.test("conv2d backward_weight matches the reference across several workgroups", gpuTest, async () => {
-  // The seed's two convolutions: dw blocks spread over many workgroups and long reductions.
-  await checkAgainstReference({ x: [32, 1, 28, 28], k: 16, r: 4, stride: 2, padding: 0 }, "fast");
-  await checkAgainstReference({ x: [32, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 }, "fast");
-  // 33 images: N*P rows not a multiple of any split; K and C*R*R+1 not multiples of 8.
-  await checkAgainstReference({ x: [33, 3, 12, 12], k: 13, r: 3, stride: 1, padding: 1 }, "fast");
-});
+Deno.test(
+  "conv2d backward_weight matches the reference across several workgroups",
+  gpuTest,
+  async () => {
+    // The seed's two convolutions: dw blocks spread over many workgroups and long reductions.
+    await checkAgainstReference({ x: [32, 1, 28, 28], k: 16, r: 4, stride: 2, padding: 0 }, "fast");
+    await checkAgainstReference(
+      { x: [32, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 },
+      "fast",
+    );
+    // 33 images: N*P rows not a multiple of any split; K and C*R*R+1 not multiples of 8.
+    await checkAgainstReference({ x: [33, 3, 12, 12], k: 13, r: 3, stride: 1, padding: 1 }, "fast");
+  },
+);
 
 Deno.test("conv2d fast kernels match the naive ones and repeat bit for bit", gpuTest, async () => {
   const c: Case = { x: [32, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 };
@@ -245,27 +276,31 @@ Deno.test("conv2d fast kernels match the naive ones and repeat bit for bit", gpu
   assertClose(first.db, naive.db, sumTolerance(32 * 25), "db fast vs naive");
 });
 
-Deno.test("conv2d eval forward covers a batch of 1000 past one row of workgroups", gpuTest, async () => {
-  // LeNet-5's first layer in eval: the naive forward needs 73,500 workgroups (a 2-D grid).
-  const c: Case = { x: [1000, 1, 28, 28], k: 6, r: 5, stride: 1, padding: 2 };
-  const shape = shapeOf(c);
-  const rng = random(3);
-  const data = {
-    x: floats(rng, numel(c.x)),
-    weight: floats(rng, numel(shape.weight)),
-    bias: floats(rng, c.k),
-  };
-  const want = conv2dForward(shape, data);
-  for (const kernels of kinds) {
-    const b = await bind(c, kernels);
-    upload(b.rt, b.x, data.x);
-    upload(b.rt, b.weight, data.weight);
-    upload(b.rt, b.bias, data.bias);
-    upload(b.rt, b.y, new Float32Array(b.y.size).fill(NaN));
-    submit(b.rt, b.ops.eval);
-    assertClose(await readback(b.rt, b.y), want, sumTolerance(25), `${kernels} eval y`);
-  }
-});
+Deno.test(
+  "conv2d eval forward covers a batch of 1000 past one row of workgroups",
+  gpuTest,
+  async () => {
+    // LeNet-5's first layer in eval: the naive forward needs 73,500 workgroups (a 2-D grid).
+    const c: Case = { x: [1000, 1, 28, 28], k: 6, r: 5, stride: 1, padding: 2 };
+    const shape = shapeOf(c);
+    const rng = random(3);
+    const data = {
+      x: floats(rng, numel(c.x)),
+      weight: floats(rng, numel(shape.weight)),
+      bias: floats(rng, c.k),
+    };
+    const want = conv2dForward(shape, data);
+    for (const kernels of kinds) {
+      const b = await bind(c, kernels);
+      upload(b.rt, b.x, data.x);
+      upload(b.rt, b.weight, data.weight);
+      upload(b.rt, b.bias, data.bias);
+      upload(b.rt, b.y, new Float32Array(b.y.size).fill(NaN));
+      submit(b.rt, b.ops.eval);
+      assertClose(await readback(b.rt, b.y), want, sumTolerance(25), `${kernels} eval y`);
+    }
+  },
+);
 
 Deno.test("conv2d reference backward matches central differences of the reference forward", () => {
   const c: Case = { x: [2, 3, 7, 6], k: 4, r: 3, stride: 2, padding: 1 };
@@ -292,32 +327,38 @@ Deno.test("conv2d reference backward matches central differences of the referenc
   }
 });
 
-Deno.test("conv2d GPU backward matches a directional derivative of the GPU forward", gpuTest, async () => {
-  for (const c of [
-    { x: [3, 5, 11, 10], k: 11, r: 3, stride: 2, padding: 1 },
-    { x: [4, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 },
-  ] as Case[]) {
-    const data = randomData(c, 5);
-    const b = await bind(c, "fast");
-    // loss = sum(y * r) with r = dy, so <grad, v> is d loss along v.
-    const grads = await run(b, data);
-    const rng = random(9);
-    const eps = 1e-2;
+Deno.test(
+  "conv2d GPU backward matches a directional derivative of the GPU forward",
+  gpuTest,
+  async () => {
     for (
-      const [name, grad] of [["x", grads.dx], ["weight", grads.dw], ["bias", grads.db]] as const
+      const c of [
+        { x: [3, 5, 11, 10], k: 11, r: 3, stride: 2, padding: 1 },
+        { x: [4, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 },
+      ] as Case[]
     ) {
-      const v = randomArray(rng, data[name].length);
-      const lossAt = async (sign: number) => {
-        const moved = data[name].map((value, i) => value + sign * eps * v[i]);
-        const y = (await run(b, { ...data, [name]: moved })).y;
-        return y.reduce((sum, value, i) => sum + value * data.dy[i], 0);
-      };
-      const numeric = ((await lossAt(1)) - (await lossAt(-1))) / (2 * eps);
-      const analytic = grad.reduce((sum, g, i) => sum + g * v[i], 0);
-      // Linear in each tensor, so the difference is exact but for f32 rounding of y
-      // (relative 1e-6 of |y| summed over y.size terms), magnified by 1/(2 eps) = 50.
-      const scale = Math.sqrt(grads.y.length) * 50 * 1e-5;
-      assertClose([numeric], [analytic], { atol: scale, rtol: 1e-3 }, `${label(c)} d/d${name}`);
+      const data = randomData(c, 5);
+      const b = await bind(c, "fast");
+      // loss = sum(y * r) with r = dy, so <grad, v> is d loss along v.
+      const grads = await run(b, data);
+      const rng = random(9);
+      const eps = 1e-2;
+      for (
+        const [name, grad] of [["x", grads.dx], ["weight", grads.dw], ["bias", grads.db]] as const
+      ) {
+        const v = randomArray(rng, data[name].length);
+        const lossAt = async (sign: number) => {
+          const moved = data[name].map((value, i) => value + sign * eps * v[i]);
+          const y = (await run(b, { ...data, [name]: moved })).y;
+          return y.reduce((sum, value, i) => sum + value * data.dy[i], 0);
+        };
+        const numeric = ((await lossAt(1)) - (await lossAt(-1))) / (2 * eps);
+        const analytic = grad.reduce((sum, g, i) => sum + g * v[i], 0);
+        // Linear in each tensor, so the difference is exact but for f32 rounding of y
+        // (relative 1e-6 of |y| summed over y.size terms), magnified by 1/(2 eps) = 50.
+        const scale = Math.sqrt(grads.y.length) * 50 * 1e-5;
+        assertClose([numeric], [analytic], { atol: scale, rtol: 1e-3 }, `${label(c)} d/d${name}`);
+      }
     }
-  }
-});
+  },
+);

@@ -1,42 +1,11 @@
 import { join } from "node:path";
-import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/files.ts";
-import { random } from "../lib/random.ts";
+import { readSafetensorsFile } from "../lib/io/files.ts";
+import { runScript, syntheticData } from "./util/synthetic.ts";
 
 const SCRIPT = new URL("../scripts/train.ts", import.meta.url).pathname;
 
-/** A small MNIST-shaped data folder: digit-like noise, so training runs but stays fast. */
-async function syntheticData(dir: string, counts: { train: number; test: number }) {
-  const rng = random(7);
-  for (const [split, count] of Object.entries(counts)) {
-    const images = new Uint8Array(count * 784);
-    const labels = Uint8Array.from({ length: count }, () => rng.int(10));
-    // Each class lights its own band of rows, so there is something to learn.
-    for (let i = 0; i < count; i++) {
-      for (let p = 0; p < 784; p++) {
-        const band = Math.floor(p / 28 / 2.8) === labels[i];
-        images[i * 784 + p] = band && rng.next() < 0.7
-          ? 200 + rng.int(56)
-          : rng.next() < 0.05
-          ? rng.int(256)
-          : 0;
-      }
-    }
-    await Deno.mkdir(join(dir, "mnist"), { recursive: true });
-    await writeSafetensorsFile(join(dir, "mnist", `${split}.safetensors`), {
-      images: { dtype: "U8", shape: [count, 28, 28], data: images },
-      labels: { dtype: "U8", shape: [count], data: labels },
-    }, { source: "synthetic test data" });
-  }
-}
-
-async function train(args: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-net", SCRIPT, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: output.code, stdout: text(output.stdout), stderr: text(output.stderr) };
+function train(args: string[]) {
+  return runScript("train.ts", args);
 }
 
 async function tensorsOf(path: string) {

@@ -1,0 +1,49 @@
+/**
+ * Test helpers for the command-line scripts: a small MNIST-shaped data folder, and a way to
+ * run a script in its own process.
+ * @module
+ */
+
+import { join } from "node:path";
+import { writeSafetensorsFile } from "../../lib/io/files.ts";
+import { random } from "../../lib/random.ts";
+
+/** A small MNIST-shaped data folder: digit-like noise, so training runs but stays fast. */
+export async function syntheticData(dir: string, counts: { train: number; test: number }) {
+  const rng = random(7);
+  for (const [split, count] of Object.entries(counts)) {
+    const images = new Uint8Array(count * 784);
+    const labels = Uint8Array.from({ length: count }, () => rng.int(10));
+    // Each class lights its own band of rows, so there is something to learn.
+    for (let i = 0; i < count; i++) {
+      for (let p = 0; p < 784; p++) {
+        const band = Math.floor(p / 28 / 2.8) === labels[i];
+        images[i * 784 + p] = band && rng.next() < 0.7
+          ? 200 + rng.int(56)
+          : rng.next() < 0.05
+          ? rng.int(256)
+          : 0;
+      }
+    }
+    await Deno.mkdir(join(dir, "mnist"), { recursive: true });
+    await writeSafetensorsFile(join(dir, "mnist", `${split}.safetensors`), {
+      images: { dtype: "U8", shape: [count, 28, 28], data: images },
+      labels: { dtype: "U8", shape: [count], data: labels },
+    }, { source: "synthetic test data" });
+  }
+}
+
+/** Runs scripts/<name> with the permissions the tasks grant (write anywhere, for temp dirs). */
+export async function runScript(
+  name: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const script = new URL(`../../scripts/${name}`, import.meta.url).pathname;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-net", script, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: output.code, stdout: text(output.stdout), stderr: text(output.stderr) };
+}
