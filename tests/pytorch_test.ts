@@ -1,0 +1,66 @@
+import { join } from "node:path";
+import { runScript, syntheticData } from "./util/synthetic.ts";
+import { assertClose } from "./util/assert_close.ts";
+
+/** A python3 with torch: Debian's python3-torch lives in /usr/bin/python3. */
+async function torchPython(): Promise<string | undefined> {
+  for (const python of ["python3", "/usr/bin/python3"]) {
+    try {
+      const r = await new Deno.Command(python, { args: ["-c", "import torch"], stderr: "null" })
+        .output();
+      if (r.success) return python;
+    } catch { /* not there */ }
+  }
+}
+
+const python = await torchPython();
+
+Deno.test({
+  name: "PyTorch's seed model loads our checkpoint with strict=True and scores it as we do",
+  ignore: !python,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    await syntheticData(join(dir, "data"), { train: 160, test: 70 });
+    const run = join(dir, "run");
+    const trained = await runScript("train.ts", [
+      "--data",
+      join(dir, "data"),
+      "--epochs",
+      "1",
+      "--quiet",
+      "--out",
+      run,
+    ]);
+    if (trained.code !== 0) throw new Error(trained.stderr);
+    const script = new URL("./pytorch/load_checkpoint.py", import.meta.url).pathname;
+    const r = await new Deno.Command(python!, {
+      args: [
+        script,
+        join(run, "model.safetensors"),
+        join(dir, "data", "mnist", "test.safetensors"),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!r.success) throw new Error(new TextDecoder().decode(r.stderr));
+    const torch = JSON.parse(new TextDecoder().decode(r.stdout));
+    const ours = JSON.parse(await Deno.readTextFile(join(run, "metrics.json")))[0];
+    if (torch.tensors !== 16) throw new Error(`PyTorch read ${torch.tensors} tensors`);
+    assertClose(
+      [torch.accuracy],
+      [ours.test_acc],
+      { atol: 0, rtol: 0 },
+      "test accuracy, PyTorch vs ours",
+    );
+    // f32 in both; different summation orders: 1e-5 absolute on a loss near 2.
+    assertClose(
+      [torch.loss],
+      [ours.test_loss],
+      { atol: 1e-5, rtol: 0 },
+      "test loss, PyTorch vs ours",
+    );
+    await Deno.remove(dir, { recursive: true });
+  },
+});
