@@ -64,6 +64,23 @@ interface Row {
   agreement?: number;
 }
 
+// scikit-learn's run, given n, dim and a path prefix (.in: the float32 points, .out: theirs).
+const SKLEARN = `
+import inspect, json, sys, time
+import numpy as np
+from sklearn.manifold import TSNE
+n, dim, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+x = np.fromfile(path + ".in", dtype=np.float32).reshape(n, dim)
+iters = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
+model = TSNE(n_components=2, perplexity=30, random_state=42, learning_rate=200, init="pca",
+             **{iters: 300})
+start = time.perf_counter()
+y = model.fit_transform(x)
+seconds = time.perf_counter() - start
+y.astype(np.float32).tofile(path + ".out")
+print(json.dumps({"seconds": seconds, "kl": float(model.kl_divergence_)}))
+`;
+
 const sizes = args.sizes.split(",").map(Number);
 const methods = args.methods.split(",");
 const largest = Math.max(...sizes);
@@ -156,19 +173,26 @@ async function loadPoints(n: number): Promise<Points> {
   if (args.data === "mnist") {
     const { train } = await loadDataset(args.source, "mnist");
     const pixels = 28 * 28;
-    const projection = Float32Array.from({ length: pixels * dim }, () => rng.normal() / Math.sqrt(dim));
+    const projection = Float32Array.from(
+      { length: pixels * dim },
+      () => rng.normal() / Math.sqrt(dim),
+    );
+    // Normalized pixels (x / 255 - mean) / std: the mean shifts every point by the same
+    // vector, which changes no distance, so it is left out and the zero pixels skipped.
     for (let i = 0; i < n; i++) {
       labels[i] = train.labels[i];
       for (let p = 0; p < pixels; p++) {
-        const x = (train.images[i * pixels + p] / 255 - 0.1307) / 0.3081;
-        if (x === -0.1307 / 0.3081) continue;
+        const x = train.images[i * pixels + p] / 255 / 0.3081;
+        if (x === 0) continue;
         for (let c = 0; c < dim; c++) data[i * dim + c] += x * projection[p * dim + c];
       }
     }
-    // The constant background adds the same vector to every point: distances are unchanged.
     return { data, labels, dim };
   }
-  const centres = Array.from({ length: 10 }, () => Array.from({ length: dim }, () => 3 * rng.normal()));
+  const centres = Array.from(
+    { length: 10 },
+    () => Array.from({ length: dim }, () => 3 * rng.normal()),
+  );
   for (let i = 0; i < n; i++) {
     labels[i] = rng.int(10);
     for (let c = 0; c < dim; c++) data[i * dim + c] = centres[labels[i]][c] + rng.normal();
@@ -193,32 +217,21 @@ async function findSklearn(): Promise<string | undefined> {
   return undefined;
 }
 
-const SKLEARN = `
-import inspect, json, sys, time
-import numpy as np
-from sklearn.manifold import TSNE
-n, dim, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-x = np.fromfile(path + ".in", dtype=np.float32).reshape(n, dim)
-iters = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
-model = TSNE(n_components=2, perplexity=30, random_state=42, learning_rate=200, init="pca",
-             **{iters: 300})
-start = time.perf_counter()
-y = model.fit_transform(x)
-seconds = time.perf_counter() - start
-y.astype(np.float32).tofile(path + ".out")
-print(json.dumps({"seconds": seconds, "kl": float(model.kl_divergence_)}))
-`;
-
 // The seed's call: TSNE(n_components=2, perplexity=30, random_state=42, max_iter=300,
 // learning_rate=200), timed around fit_transform only.
 async function sklearn(python: string, data: Float32Array, shape: { n: number; dim: number }) {
   const path = await Deno.makeTempFile({ prefix: "tsne_compare_" });
   try {
-    await Deno.writeFile(`${path}.in`, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    await Deno.writeFile(
+      `${path}.in`,
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    );
     const output = await new Deno.Command(python, {
       args: ["-c", SKLEARN, String(shape.n), String(shape.dim), path],
     }).output();
-    if (!output.success) throw new Error(`sklearn failed: ${new TextDecoder().decode(output.stderr)}`);
+    if (!output.success) {
+      throw new Error(`sklearn failed: ${new TextDecoder().decode(output.stderr)}`);
+    }
     const { seconds, kl } = JSON.parse(new TextDecoder().decode(output.stdout));
     const points = new Float32Array((await Deno.readFile(`${path}.out`)).buffer);
     return { seconds: seconds as number, kl: kl as number, points };

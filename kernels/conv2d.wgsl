@@ -268,44 +268,56 @@ fn backward_input(
 @group(0) @binding(3) var<storage, read_write> wdb: array<f32>;
 @group(0) @binding(4) var<uniform> wparams: Params;
 
-// The accumulators of every lane of a workgroup, 4 per lane (16 KiB for 64 lanes).
-var<workgroup> partial: array<mat4x4f, 4u * WORKGROUP>;
+// Stores column v of dw (channels k..k+3, column col = flat (c,r,s)).
+fn store_dw(v: vec4f, k: u32, col: u32, u: Params) {
+  let crr = u.in_channels * u.kernel_size * u.kernel_size;
+  if (col >= crr) {
+    return;
+  }
+  if (k < u.out_channels) { wdw[k * crr + col] = v.x; }
+  if (k + 1u < u.out_channels) { wdw[(k + 1u) * crr + col] = v.y; }
+  if (k + 2u < u.out_channels) { wdw[(k + 2u) * crr + col] = v.z; }
+  if (k + 3u < u.out_channels) { wdw[(k + 3u) * crr + col] = v.w; }
+}
+
+// Stores db for channels k..k+3.
+fn store_db(v: vec4f, k: u32, u: Params) {
+  if (k < u.out_channels) { wdb[k] = v.x; }
+  if (k + 1u < u.out_channels) { wdb[k + 1u] = v.y; }
+  if (k + 2u < u.out_channels) { wdb[k + 2u] = v.z; }
+  if (k + 3u < u.out_channels) { wdb[k + 3u] = v.w; }
+}
 
 // backward_weight: dw[k,c,r,s] = sum_n,p,q dy[n,k,p,q] * x[n,c,p*S+r-pad,q*S+s-pad] and
-// db[k] = sum_n,p,q dy[n,k,p,q]: one matrix product dY [K, NPQ] x X^T [NPQ, CRR+1], where
-// X gets a last column of ones so that db comes out as column CRR.
-// A block = 8 output channels k0..k0+7 x 8 columns col0..col0+7 (flat (c,r,s)). SPLIT lanes
-// share a block, lane l summing the (n,p) rows l, l+SPLIT, ... of dy; then lane l adds up,
-// in lane order, the SPLIT parts of outputs l, l+SPLIT, ... of the block.
+// db[k] = sum_n,p,q dy[n,k,p,q]: the matrix product dY [K, NPQ] x X^T [NPQ, CRR].
+// One invocation = dw for 8 output channels k0..k0+7 x 8 columns col0..col0+7 (flat (c,r,s)),
+// summed over all (n,p,q) in order; the invocations of the first columns also sum db from
+// the dy they load anyway. No split of the sum across lanes: that would need workgroup
+// memory and a barrier, which cost more here (llvmpipe) than they save.
 // Accumulators dw<k half><column half>: lo/hi = channels, a/b = columns col0..+3 / col0+4..+7.
 @compute @workgroup_size(WORKGROUP)
 fn backward_weight(
-  @builtin(local_invocation_index) lane: u32,
-  @builtin(workgroup_id) wid: vec3u,
+  @builtin(global_invocation_id) gid: vec3u,
   @builtin(num_workgroups) groups: vec3u,
 ) {
   let u = wparams;
+  let i = gid.x + gid.y * groups.x * WORKGROUP;
   let rr = u.kernel_size * u.kernel_size;
   let crr = u.in_channels * rr;
-  let col_blocks = (crr + 8u) / 8u;
-  let blocks = col_blocks * ((u.out_channels + 7u) / 8u);
-  let slice = lane % SPLIT;
-  let block = (wid.x + wid.y * groups.x) * (WORKGROUP / SPLIT) + lane / SPLIT;
-  // Lanes past the last block compute on the last one and store nothing: they must still
-  // reach the barrier.
-  let k0 = (min(block, blocks - 1u) / col_blocks) * 8u;
-  let col0 = (min(block, blocks - 1u) % col_blocks) * 8u;
+  let col_blocks = (crr + 7u) / 8u;
+  if (i >= col_blocks * ((u.out_channels + 7u) / 8u)) {
+    return;
+  }
+  let k0 = (i / col_blocks) * 8u;
+  let col0 = (i % col_blocks) * 8u;
   let in_plane = u.height * u.width;
   let out_plane = u.out_height * u.out_width;
   let ylo = four(k0, u.out_channels - 1u) * out_plane;
   let yhi = four(k0 + 4u, u.out_channels - 1u) * out_plane;
 
-  // Per column: its tap (r,s), its offset from the tap (0,0) of a pixel within an image,
-  // and whether it is the column of ones.
-  let cola = four(col0, crr);
-  let colb = four(col0 + 4u, crr);
-  let ones_a = cola == vec4u(crr);
-  let ones_b = colb == vec4u(crr);
+  // Per column: its tap (r,s), and its offset from the tap (0,0) of a pixel within an image.
+  let cola = four(col0, crr - 1u);
+  let colb = four(col0 + 4u, crr - 1u);
   let ra = vec4i((cola % rr) / u.kernel_size);
   let rb = vec4i((colb % rr) / u.kernel_size);
   let sa = vec4i((cola % rr) % u.kernel_size);
@@ -317,58 +329,54 @@ fn backward_weight(
   var dwlo_b = mat4x4f();
   var dwhi_a = mat4x4f();
   var dwhi_b = mat4x4f();
-  for (var row = slice; row < u.batch * u.out_height; row += SPLIT) {
-    let n = row / u.out_height;
-    let p = row % u.out_height;
-    let h = i32(p * u.stride) - i32(u.padding);
-    let hin_a = (vec4u(h + ra) < vec4u(u.height)) & !ones_a;
-    let hin_b = (vec4u(h + rb) < vec4u(u.height)) & !ones_b;
-    let xrow = i32(n * u.in_channels * in_plane) + h * i32(u.width);
-    var yi = n * u.out_channels * out_plane + p * u.out_width;
-    for (var q = 0u; q < u.out_width; q++) {
-      let w = i32(q * u.stride) - i32(u.padding);
-      let in_a = hin_a & (vec4u(w + sa) < vec4u(u.width));
-      let in_b = hin_b & (vec4u(w + sb) < vec4u(u.width));
-      let xa = select(vec4u(0u), vec4u(xrow + w + offset_a), in_a);
-      let xb = select(vec4u(0u), vec4u(xrow + w + offset_b), in_b);
-      let lo = vec4f(wdy[yi + ylo.x], wdy[yi + ylo.y], wdy[yi + ylo.z], wdy[yi + ylo.w]);
-      let hi = vec4f(wdy[yi + yhi.x], wdy[yi + yhi.y], wdy[yi + yhi.z], wdy[yi + yhi.w]);
-      let xva = select(vec4f(0.0), vec4f(wx[xa.x], wx[xa.y], wx[xa.z], wx[xa.w]), in_a);
-      let xvb = select(vec4f(0.0), vec4f(wx[xb.x], wx[xb.y], wx[xb.z], wx[xb.w]), in_b);
-      let va = select(xva, vec4f(1.0), ones_a);
-      let vb = select(xvb, vec4f(1.0), ones_b);
-      dwlo_a += outer(lo, va);
-      dwlo_b += outer(lo, vb);
-      dwhi_a += outer(hi, va);
-      dwhi_b += outer(hi, vb);
-      yi += 1u;
+  var dblo = vec4f();
+  var dbhi = vec4f();
+  for (var n = 0u; n < u.batch; n++) {
+    for (var p = 0u; p < u.out_height; p++) {
+      let h = i32(p * u.stride) - i32(u.padding);
+      let hin_a = vec4u(h + ra) < vec4u(u.height);
+      let hin_b = vec4u(h + rb) < vec4u(u.height);
+      let xrow = i32(n * u.in_channels * in_plane) + h * i32(u.width);
+      var yi = n * u.out_channels * out_plane + p * u.out_width;
+      for (var q = 0u; q < u.out_width; q++) {
+        let w = i32(q * u.stride) - i32(u.padding);
+        let in_a = hin_a & (vec4u(w + sa) < vec4u(u.width));
+        let in_b = hin_b & (vec4u(w + sb) < vec4u(u.width));
+        let xa = select(vec4u(0u), vec4u(xrow + w + offset_a), in_a);
+        let xb = select(vec4u(0u), vec4u(xrow + w + offset_b), in_b);
+        let lo = vec4f(wdy[yi + ylo.x], wdy[yi + ylo.y], wdy[yi + ylo.z], wdy[yi + ylo.w]);
+        let hi = vec4f(wdy[yi + yhi.x], wdy[yi + yhi.y], wdy[yi + yhi.z], wdy[yi + yhi.w]);
+        let va = select(vec4f(0.0), vec4f(wx[xa.x], wx[xa.y], wx[xa.z], wx[xa.w]), in_a);
+        let vb = select(vec4f(0.0), vec4f(wx[xb.x], wx[xb.y], wx[xb.z], wx[xb.w]), in_b);
+        dwlo_a += outer(lo, va);
+        dwlo_b += outer(lo, vb);
+        dwhi_a += outer(hi, va);
+        dwhi_b += outer(hi, vb);
+        dblo += lo;
+        dbhi += hi;
+        yi += 1u;
+      }
     }
   }
 
-  partial[4u * lane] = dwlo_a;
-  partial[4u * lane + 1u] = dwlo_b;
-  partial[4u * lane + 2u] = dwhi_a;
-  partial[4u * lane + 3u] = dwhi_b;
-  workgroupBarrier();
-  if (block >= blocks) {
-    return;
-  }
-  // Output e of the block: accumulator e / 16, its column (e / 4) % 4, its row e % 4.
-  let first = 4u * (lane - slice);
-  for (var e = slice; e < 64u; e += SPLIT) {
-    let m = e / 16u;
-    let j = (e / 4u) % 4u;
-    let i = e % 4u;
-    var sum = 0.0;
-    for (var l = 0u; l < SPLIT; l++) {
-      sum += partial[first + 4u * l + m][j][i];
-    }
-    let k = k0 + (m / 2u) * 4u + i;
-    let col = col0 + (m % 2u) * 4u + j;
-    if (k < u.out_channels && col < crr) {
-      wdw[k * crr + col] = sum;
-    } else if (k < u.out_channels && col == crr) {
-      wdb[k] = sum;
-    }
+  store_dw(dwlo_a[0], k0, col0, u);
+  store_dw(dwlo_a[1], k0, col0 + 1u, u);
+  store_dw(dwlo_a[2], k0, col0 + 2u, u);
+  store_dw(dwlo_a[3], k0, col0 + 3u, u);
+  store_dw(dwlo_b[0], k0, col0 + 4u, u);
+  store_dw(dwlo_b[1], k0, col0 + 5u, u);
+  store_dw(dwlo_b[2], k0, col0 + 6u, u);
+  store_dw(dwlo_b[3], k0, col0 + 7u, u);
+  store_dw(dwhi_a[0], k0 + 4u, col0, u);
+  store_dw(dwhi_a[1], k0 + 4u, col0 + 1u, u);
+  store_dw(dwhi_a[2], k0 + 4u, col0 + 2u, u);
+  store_dw(dwhi_a[3], k0 + 4u, col0 + 3u, u);
+  store_dw(dwhi_b[0], k0 + 4u, col0 + 4u, u);
+  store_dw(dwhi_b[1], k0 + 4u, col0 + 5u, u);
+  store_dw(dwhi_b[2], k0 + 4u, col0 + 6u, u);
+  store_dw(dwhi_b[3], k0 + 4u, col0 + 7u, u);
+  if (col0 == 0u) {
+    store_db(dblo, k0, u);
+    store_db(dbhi, k0 + 4u, u);
   }
 }

@@ -1,27 +1,30 @@
 // t-SNE with the exact gradient (van der Maaten & Hinton 2008, as scikit-learn's TSNE):
 // input affinities from each point's k nearest neighbours, then gradient descent on the 2-D
-// positions y. Three entry points:
+// positions y. The gradient, with w_ij = 1 / (1 + |y_i - y_j|^2), Z = sum_{i != j} w_ij,
+// q_ij = w_ij / Z and the early exaggeration a:
+//   dC/dy_i = 4 sum_j (a p_ij - q_ij) w_ij (y_i - y_j) = 4 (attract_i - repulse_i / Z),
+//   attract_i = a sum_{j in row i} p_ij w_ij (y_i - y_j)    (the kept pairs of P only)
+//   repulse_i = sum_{j != i} w_ij^2 (y_i - y_j)              (all pairs: O(N) per point)
+// Six entry points, two to set up and three per iteration:
 //
-// affinities: one invocation per AFFINITY_ROWS points i (two groups of 4). For each i:
-//   1. its k nearest neighbours j != i by squared distance d_ij = |x_i - x_j|^2, kept in a
-//      max-heap over row i of `neighbours` and `row` (the root holds the farthest one kept);
-//   2. the precision beta_i by bisection, as scikit-learn's _binary_search_perplexity: start
-//      at 1, double (halve) until bracketed, then bisect; stop when
-//      |H - log(perplexity)| <= 1e-5 or after 100 evaluations, H the row's entropy in nats;
-//   3. row i := p_{j|i} = e_j / sum_j e_j, e_j = exp(-(d_ij - d_min) * beta_i).
+// nearest: one invocation per AFFINITY_ROWS points i (two groups of 4): the k nearest
+//   neighbours j != i of each by squared distance d_ij = |x_i - x_j|^2, kept in a max-heap
+//   over row i of `neighbours` and `row` (the root holds the farthest one kept).
+//
+// calibrate: one invocation per point i, on its row of k distances: the precision beta_i
+//   by bisection, as scikit-learn's _binary_search_perplexity (start at 1, double or halve
+//   until bracketed, then bisect; stop when |H - log(perplexity)| <= 1e-5 or after 100
+//   evaluations, H the row's entropy in nats), then row i := p_{j|i} = e_j / sum_j e_j,
+//   e_j = exp(-(d_ij - d_min) * beta_i), H = log(sum_j e_j) + beta * sum_j (d_ij - d_min) p_j.
 //   Shifting by the row's smallest distance d_min leaves p and H unchanged, and keeps
-//   sum_j e_j >= 1 in f32, where exp(-d * beta) alone underflows for wide data.
-//   H = log(sum_j e_j) + beta * sum_j (d_ij - d_min) p_{j|i}.
+//   sum_j e_j >= 1 in f32, where exp(-d * beta) alone underflows for wide data. (A pass of
+//   its own: inside `nearest`'s loop over its 8 rows, llvmpipe lost rows of this search.)
 //
-// gradient: one invocation per GRADIENT_ROWS points i (GROUPS groups of 4), with the
-//   symmetric P of the kept pairs in CSR form:
-//   w_ij = 1 / (1 + |y_i - y_j|^2), Z = sum_{i != j} w_ij, q_ij = w_ij / Z,
-//   dC/dy_i = 4 sum_j (a * p_ij - q_ij) w_ij (y_i - y_j)     (a: early exaggeration)
-//           = 4 (attract_i - repulse_i / Z),
-//   attract_i = a * sum_{j in row i} p_ij w_ij (y_i - y_j)    (the kept pairs only),
-//   repulse_i = sum_{j != i} w_ij^2 (y_i - y_j)               (all pairs: O(N) per point).
-//   Z needs every point, so this pass writes each point's share z_i = sum_{j != i} w_ij and
-//   the update pass adds them up. With params.with_kl, also kl_i = sum_j p_ij log(w_ij), for
+// repulse: one invocation per REPULSE_ROWS points i (GROUPS groups of 4): repulse_i and
+//   z_i = sum_{j != i} w_ij, Z's share (Z needs every point: the update adds the shares).
+//
+// attract: one invocation per point i, over its row of P (CSR, 4 entries per step):
+//   attract_i and, with params.with_kl, kl_i = sum_j p_ij log(w_ij), for
 //   KL(P||Q) = sum p log p - sum_i kl_i + (sum p) log Z (the host adds the first term).
 //
 // update: ONE workgroup for all points (the work is O(N), and one workgroup can sum Z).
@@ -31,39 +34,41 @@
 //   y += step. With params.reset, step starts at 0 and gain at 1 (a new phase). With
 //   params.apply = 0 it only sums Z and the KL shares (the final evaluation).
 //
-// Why blocks of rows: on llvmpipe a load costs far more than the arithmetic of one pair, and
-// an invocation that keeps many points' sums in registers pays one load of y_j (x_j) for
-// all of them (the gradient: 32 rows run ~6x faster than 1). Rows past N are clamped to the
-// last point and not written.
+// What is fast on llvmpipe shapes these passes: a load whose address differs between
+// invocations costs ~10-30 ns, while one that is the same for all (y_j in a loop over j)
+// is nearly free. So `repulse` keeps 32 rows' sums in registers against each y_j (6x faster
+// than 1 row), and rows past N are clamped to the last point and not written. `attract`
+// cannot avoid its per-row loads (~25 ns a pair of P, 70% of an iteration at N = 1,000);
+// one row per invocation spreads it evenly over the cores (fused into `repulse`, whose 32
+// rows leave N = 1,000 only 4 workgroups, an iteration took 20% longer).
 //
-// Index legend: i a point an invocation owns, j another point, r = 0..ROWS-1 its rows, a a
-// group of 4 rows, m the row within a group (a vec4 holds one value of each of the 4 rows),
-// s a slot 0..k-1 of a neighbour row, e an entry of the CSR arrays, q a group of 4 input
-// dimensions, t invocation in the update's workgroup. Flat invocation index
+// Index legend: i a point an invocation owns, j another point, a a group of 4 rows, m the
+// row within a group (a vec4 holds one value of each of the 4 rows), s a slot 0..k-1 of a
+// neighbour row, e a vec4 of entries of the CSR arrays, q a group of 4 input dimensions,
+// t invocation in the update's workgroup. Flat invocation index
 // gid.x + gid.y * num_workgroups.x * WORKGROUP (a 2-D grid).
 //
-// affinities bindings: 0 data [N,Q*4] (each point's D values, zero-padded to Q*4),
-//   1 neighbours [N,k] u32 (written), 2 row [N,k] f32 (written: distances while searching,
-//   then p_{j|i}), 3 params.
-// gradient bindings: 0 positions [ceil(N/2)*2, 2] (padded to whole vec4s), 1 row_start
-//   [N+1] u32 (multiples of 4), 2 columns [nnz] u32, 3 values [nnz] f32 (p_ij, summing to 1;
-//   each row padded with p = 0 to a multiple of 4 entries), 4 forces [N,4] (written:
-//   attract, repulse), 5 shares [N,2] (written: z_i, kl_i), 6 params, 7 points: positions
-//   again, as [ceil(N/2)*2] vec2s.
-// update bindings: 0 positions [N,2] (read-write), 1 forces [N,4], 2 shares [N,2],
+// nearest bindings: 0 data [N,Q*4] (each point's D values, zero-padded to Q*4),
+//   1 neighbours [N,k] u32 (written), 2 row [N,k] f32 (written: the distances), 3 params.
+// calibrate bindings: 0 row [N,k] (read-write: distances in, p_{j|i} out), 1 params.
+// repulse bindings: 0 positions [ceil(N/2)*2, 2] as vec4s (two points each; the padding is
+//   0), 1 the same buffer as vec2s, 2 repulsion [N,4] (written: repulse_i, z_i, 0), 3 params.
+// attract bindings: 0 positions as vec2s, 1 row_start [N+1] u32 (multiples of 4), 2 columns
+//   [nnz] u32, 3 values [nnz] f32 (p_ij, summing to 1; each row padded to a multiple of 4
+//   entries with p = 0), 4 attraction [N,4] (written: attract_i, kl_i, 0), 5 params.
+// update bindings: 0 positions [N,2] (read-write), 1 attraction [N,4], 2 repulsion [N,4],
 //   3 state [N,4] (read-write: step, gain), 4 stats [2] (written: Z, sum_i kl_i), 5 params.
 
 override WORKGROUP: u32 = 8;
 // The update's single workgroup; a power of two (its sums are a tree).
 override UPDATE_WORKGROUP: u32 = 256;
 
-// Rows per invocation: affinities 2 groups of 4, gradient GROUPS groups of 4.
+// Rows per invocation: nearest 2 groups of 4, repulse GROUPS groups of 4.
 const AFFINITY_ROWS = 8u;
 const GROUPS = 8u;
-const GRADIENT_ROWS = 32u;
+const REPULSE_ROWS = 32u;
 // Inputs of up to 4 * MAX_QUADS dimensions (the logits: 10) keep the rows' own coordinates
-// in registers; wider ones read them from memory for every pair (correct, ~3x slower). A
-// larger cache costs compile time on llvmpipe: 64 dimensions took 7 s to compile, 16 take 1.
+// in registers; wider ones read them from memory for every pair (correct, slower).
 const MAX_QUADS = 4u;
 const STEPS = 100u;
 const TOLERANCE = 1e-5;
@@ -79,7 +84,11 @@ struct AffinityParams {
   log_perplexity: f32,
 }
 
-struct GradientParams {
+struct RepulseParams {
+  n: u32,
+}
+
+struct AttractParams {
   n: u32,
   exaggeration: f32,
   // 1 to compute the KL shares kl_i as well.
@@ -96,27 +105,35 @@ struct UpdateParams {
   apply: u32,
 }
 
-// affinities
+// nearest
 @group(0) @binding(0) var<storage, read> data: array<vec4f>;
 @group(0) @binding(1) var<storage, read_write> neighbours: array<u32>;
 @group(0) @binding(2) var<storage, read_write> row: array<f32>;
 @group(0) @binding(3) var<uniform> affinity_params: AffinityParams;
 
-// gradient
+// calibrate
+@group(0) @binding(0) var<storage, read_write> conditional: array<f32>;
+@group(0) @binding(1) var<uniform> calibrate_params: AffinityParams;
+
+// repulse
 @group(0) @binding(0) var<storage, read> positions: array<vec4f>;
+// The same buffer as `positions`, one point at a time (a vec4 gather costs 2.5x a vec2's).
+@group(0) @binding(1) var<storage, read> points: array<vec2f>;
+@group(0) @binding(2) var<storage, read_write> repulsion: array<vec4f>;
+@group(0) @binding(3) var<uniform> repulse_params: RepulseParams;
+
+// attract
+@group(0) @binding(0) var<storage, read> neighbour_points: array<vec2f>;
 @group(0) @binding(1) var<storage, read> row_start: array<u32>;
 @group(0) @binding(2) var<storage, read> columns: array<vec4u>;
 @group(0) @binding(3) var<storage, read> values: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> forces: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> shares: array<vec2f>;
-@group(0) @binding(6) var<uniform> gradient_params: GradientParams;
-// The same buffer as `positions`, one point at a time (a vec4 gather costs twice a vec2's).
-@group(0) @binding(7) var<storage, read> points: array<vec2f>;
+@group(0) @binding(4) var<storage, read_write> attraction: array<vec4f>;
+@group(0) @binding(5) var<uniform> attract_params: AttractParams;
 
 // update
 @group(0) @binding(0) var<storage, read_write> moving: array<vec2f>;
-@group(0) @binding(1) var<storage, read> update_forces: array<vec4f>;
-@group(0) @binding(2) var<storage, read> update_shares: array<vec2f>;
+@group(0) @binding(1) var<storage, read> update_attraction: array<vec4f>;
+@group(0) @binding(2) var<storage, read> update_repulsion: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> state: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> stats: array<vec2f>;
 @group(0) @binding(5) var<uniform> update_params: UpdateParams;
@@ -137,6 +154,12 @@ fn quad_of(points: vec4u, q: u32) -> mat4x4f {
     data[points.z * quads + q],
     data[points.w * quads + q],
   ));
+}
+
+// Squared distances of 4 points (a quad_of) to one point's dimensions 4q..4q+3 (v), in part.
+fn quad_distance(own: mat4x4f, v: vec4f) -> vec4f {
+  let e = own - mat4x4f(vec4f(v.x), vec4f(v.y), vec4f(v.z), vec4f(v.w));
+  return e[0] * e[0] + e[1] * e[1] + e[2] * e[2] + e[3] * e[3];
 }
 
 // Row `base` of the heap: puts (d, j) in place of the root and sinks it into place.
@@ -162,10 +185,10 @@ fn replace_farthest(base: u32, k: u32, d: f32, j: u32) {
 }
 
 // Row `base` of k distances -> p_{j|i} at the precision that matches the perplexity.
-fn calibrate(base: u32, k: u32) {
-  var nearest = FLOAT_MAX;
+fn calibrate_row(base: u32, k: u32) {
+  var closest = FLOAT_MAX;
   for (var s = 0u; s < k; s++) {
-    nearest = min(nearest, row[base + s]);
+    closest = min(closest, conditional[base + s]);
   }
   var beta = 1.0;
   var beta_min = 0.0;
@@ -177,13 +200,13 @@ fn calibrate(base: u32, k: u32) {
     sum = 0.0;
     var weighted = 0.0;
     for (var s = 0u; s < k; s++) {
-      let d = row[base + s] - nearest;
+      let d = conditional[base + s] - closest;
       let e = exp(-d * beta);
       sum += e;
       weighted += d * e;
     }
     let entropy = log(sum) + beta * weighted / sum;
-    let excess = entropy - affinity_params.log_perplexity;
+    let excess = entropy - calibrate_params.log_perplexity;
     if (abs(excess) <= TOLERANCE || step + 1u == STEPS) {
       break;
     }
@@ -200,12 +223,12 @@ fn calibrate(base: u32, k: u32) {
   }
   // The probabilities of the last precision evaluated, as scikit-learn keeps them.
   for (var s = 0u; s < k; s++) {
-    row[base + s] = exp(-(row[base + s] - nearest) * beta) / sum;
+    conditional[base + s] = exp(-(conditional[base + s] - closest) * beta) / sum;
   }
 }
 
 @compute @workgroup_size(WORKGROUP)
-fn affinities(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+fn nearest(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let first = (gid.x + gid.y * groups.x * WORKGROUP) * AFFINITY_ROWS;
   let n = affinity_params.n;
   let quads = affinity_params.quads;
@@ -221,14 +244,18 @@ fn affinities(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
       neighbours[i * k + s] = i;
     }
   }
+  // Up to 16 dimensions, the 8 rows' coordinates stay in registers: named, not an array,
+  // which llvmpipe would index with a load per lane.
   let cached = quads <= MAX_QUADS;
-  var own: array<mat4x4f, 2 * MAX_QUADS>;
-  if (cached) {
-    for (var q = 0u; q < quads; q++) {
-      own[2u * q] = quad_of(rows0, q);
-      own[2u * q + 1u] = quad_of(rows1, q);
-    }
-  }
+  let last = quads - 1u;
+  let own00 = quad_of(rows0, 0u);
+  let own01 = quad_of(rows1, 0u);
+  let own10 = quad_of(rows0, min(1u, last));
+  let own11 = quad_of(rows1, min(1u, last));
+  let own20 = quad_of(rows0, min(2u, last));
+  let own21 = quad_of(rows1, min(2u, last));
+  let own30 = quad_of(rows0, min(3u, last));
+  let own31 = quad_of(rows1, min(3u, last));
 
   // 1. The k nearest: a candidate closer than a row's root replaces it and sinks into place.
   // far0, far1: each row's root; -1 for rows past N, so that nothing ever enters them.
@@ -238,22 +265,27 @@ fn affinities(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
   for (var j = 0u; j < n; j++) {
     var d0 = vec4f(0.0);
     var d1 = vec4f(0.0);
-    for (var q = 0u; q < quads; q++) {
-      let v = data[j * quads + q];
-      let xj = mat4x4f(vec4f(v.x), vec4f(v.y), vec4f(v.z), vec4f(v.w));
-      var a0: mat4x4f;
-      var a1: mat4x4f;
-      if (cached) {
-        a0 = own[2u * q];
-        a1 = own[2u * q + 1u];
-      } else {
-        a0 = quad_of(rows0, q);
-        a1 = quad_of(rows1, q);
+    let at = j * quads;
+    if (cached) {
+      d0 = quad_distance(own00, data[at]);
+      d1 = quad_distance(own01, data[at]);
+      if (quads > 1u) {
+        d0 += quad_distance(own10, data[at + 1u]);
+        d1 += quad_distance(own11, data[at + 1u]);
       }
-      let e0 = a0 - xj;
-      let e1 = a1 - xj;
-      d0 += e0[0] * e0[0] + e0[1] * e0[1] + e0[2] * e0[2] + e0[3] * e0[3];
-      d1 += e1[0] * e1[0] + e1[1] * e1[1] + e1[2] * e1[2] + e1[3] * e1[3];
+      if (quads > 2u) {
+        d0 += quad_distance(own20, data[at + 2u]);
+        d1 += quad_distance(own21, data[at + 2u]);
+      }
+      if (quads > 3u) {
+        d0 += quad_distance(own30, data[at + 3u]);
+        d1 += quad_distance(own31, data[at + 3u]);
+      }
+    } else {
+      for (var q = 0u; q < quads; q++) {
+        d0 += quad_distance(quad_of(rows0, q), data[at + q]);
+        d1 += quad_distance(quad_of(rows1, q), data[at + q]);
+      }
     }
     // A point is not its own neighbour.
     d0 = select(d0, vec4f(FLOAT_MAX), vec4u(first) + ids == vec4u(j));
@@ -278,18 +310,20 @@ fn affinities(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
     }
   }
 
-  // 2. and 3. Each row's precision and probabilities.
-  for (var r = 0u; r < AFFINITY_ROWS; r++) {
-    if (first + r < n) {
-      calibrate((first + r) * k, k);
-    }
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn calibrate(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = gid.x + gid.y * groups.x * WORKGROUP;
+  if (i < calibrate_params.n) {
+    calibrate_row(i * calibrate_params.k, calibrate_params.k);
   }
 }
 
 @compute @workgroup_size(WORKGROUP)
-fn gradient(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let first = (gid.x + gid.y * groups.x * WORKGROUP) * GRADIENT_ROWS;
-  let n = gradient_params.n;
+fn repulse(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let first = (gid.x + gid.y * groups.x * WORKGROUP) * REPULSE_ROWS;
+  let n = repulse_params.n;
   if (first >= n) {
     return;
   }
@@ -305,8 +339,7 @@ fn gradient(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     py[a] = vec4f(y0.y, y1.y, y2.y, y3.y);
   }
 
-  // All pairs, two points j per load: Z's shares and the repulsion. j == i adds w = 1 to z
-  // (taken off below) and 0 to the repulsion.
+  // Two points j per load. j == i adds w = 1 to z (taken off below) and 0 to the repulsion.
   var z: array<vec4f, GROUPS>;
   var rx: array<vec4f, GROUPS>;
   var ry: array<vec4f, GROUPS>;
@@ -328,39 +361,44 @@ fn gradient(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
       ry[a] += v0 * dy0 + v1 * dy1;
     }
   }
-
-  // The kept pairs of each row, four entries at a time: attraction and the KL share.
-  for (var r = 0u; r < GRADIENT_ROWS; r++) {
-    let i = first + r;
-    if (i >= n) {
-      break;
-    }
-    let yi = points[i];
-    var ax = vec4f(0.0);
-    var ay = vec4f(0.0);
-    var kl = vec4f(0.0);
-    for (var e = row_start[i] / 4u; e < row_start[i + 1u] / 4u; e++) {
-      let j = columns[e];
-      let p = values[e];
-      let y0 = points[j.x];
-      let y1 = points[j.y];
-      let y2 = points[j.z];
-      let y3 = points[j.w];
-      let dx = yi.x - vec4f(y0.x, y1.x, y2.x, y3.x);
-      let dy = yi.y - vec4f(y0.y, y1.y, y2.y, y3.y);
-      let w = 1.0 / (1.0 + dx * dx + dy * dy);
-      ax += p * w * dx;
-      ay += p * w * dy;
-      if (gradient_params.with_kl != 0u) {
-        kl += p * log(w);
+  for (var a = 0u; a < GROUPS; a++) {
+    for (var m = 0u; m < 4u; m++) {
+      let i = first + 4u * a + m;
+      if (i < n) {
+        repulsion[i] = vec4f(rx[a][m], ry[a][m], z[a][m] - 1.0, 0.0);
       }
     }
-    let a = r / 4u;
-    let m = r & 3u;
-    let attract = vec2f(dot(ax, vec4f(1.0)), dot(ay, vec4f(1.0)));
-    forces[i] = vec4f(gradient_params.exaggeration * attract, rx[a][m], ry[a][m]);
-    shares[i] = vec2f(z[a][m] - 1.0, dot(kl, vec4f(1.0)));
   }
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn attract(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = gid.x + gid.y * groups.x * WORKGROUP;
+  if (i >= attract_params.n) {
+    return;
+  }
+  let yi = neighbour_points[i];
+  var ax = vec4f(0.0);
+  var ay = vec4f(0.0);
+  var kl = vec4f(0.0);
+  for (var e = row_start[i] / 4u; e < row_start[i + 1u] / 4u; e++) {
+    let j = columns[e];
+    let p = values[e];
+    let y0 = neighbour_points[j.x];
+    let y1 = neighbour_points[j.y];
+    let y2 = neighbour_points[j.z];
+    let y3 = neighbour_points[j.w];
+    let dx = yi.x - vec4f(y0.x, y1.x, y2.x, y3.x);
+    let dy = yi.y - vec4f(y0.y, y1.y, y2.y, y3.y);
+    let w = 1.0 / (1.0 + dx * dx + dy * dy);
+    ax += p * w * dx;
+    ay += p * w * dy;
+    if (attract_params.with_kl != 0u) {
+      kl += p * log(w);
+    }
+  }
+  let one = vec4f(1.0);
+  attraction[i] = vec4f(attract_params.exaggeration * vec2f(dot(ax, one), dot(ay, one)), dot(kl, one), 0.0);
 }
 
 @compute @workgroup_size(UPDATE_WORKGROUP)
@@ -368,7 +406,7 @@ fn update(@builtin(local_invocation_index) t: u32) {
   let n = update_params.n;
   var sum = vec2f(0.0);
   for (var i = t; i < n; i += UPDATE_WORKGROUP) {
-    sum += update_shares[i];
+    sum += vec2f(update_repulsion[i].z, update_attraction[i].z);
   }
   partial[t] = sum;
   workgroupBarrier();
@@ -387,8 +425,7 @@ fn update(@builtin(local_invocation_index) t: u32) {
   }
   let z = max(total.x, 1e-30);
   for (var i = t; i < n; i += UPDATE_WORKGROUP) {
-    let f = update_forces[i];
-    let g = 4.0 * (f.xy - f.zw / z);
+    let g = 4.0 * (update_attraction[i].xy - update_repulsion[i].xy / z);
     var s = state[i];
     if (update_params.reset != 0u) {
       s = vec4f(0.0, 0.0, 1.0, 1.0);

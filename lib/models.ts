@@ -11,8 +11,12 @@ import { batchnorm2d } from "./layers/batchnorm2d.ts";
 import { adaptiveAvgPool2d } from "./layers/adaptive_avg_pool2d.ts";
 import { flatten } from "./layers/flatten.ts";
 import { linear } from "./layers/linear.ts";
+import { relu } from "./layers/relu.ts";
+import { sigmoid, tanh } from "./layers/activation.ts";
+import { avgPool2d, maxPool2d } from "./layers/pool2d.ts";
+import { conv2dTable, LECUN_C3_TABLE } from "./layers/conv2d_table.ts";
 import { layoutParams, type ParamLayout } from "./params.ts";
-import { numel, type Op, type Runtime, type Tensor, tensor, view } from "./runtime.ts";
+import { checked, numel, type Op, type Runtime, type Tensor, tensor, view } from "./runtime.ts";
 
 /** A layer under its PyTorch module name (`features.0`). */
 export interface NamedLayer {
@@ -22,7 +26,7 @@ export interface NamedLayer {
 
 /** A model: layers in order, the input they expect, and where each parameter lives. */
 export interface Model {
-  /** "lenet" (the seed's modern LeNet). */
+  /** "lenet" (the seed's modern LeNet) or "lenet5" (the classic LeNet-5). */
   name: string;
   layers: NamedLayer[];
   /** One example's input [C,H,W], after the zero border `pad` that the data gather adds. */
@@ -76,8 +80,77 @@ export function lenet(): Model {
   ], { input: [1, 28, 28], pad: 0 });
 }
 
-/** The models train, evaluate and embed know, by `--model` name. */
-export const MODELS: Record<string, () => Model> = { lenet };
+/** The choices of the classic LeNet-5 (train's --activation, --pool, --c3). */
+export interface ModelOptions {
+  /** The activation after every layer but the last: "tanh" (the paper's), "sigmoid" or "relu". */
+  activation?: string;
+  /** The subsampling layers S2 and S4: "avg" (the paper's) or "max". */
+  pool?: string;
+  /** C3: "full" (a dense Conv2d(6, 16, 5), as PyTorch ports have it) or "lecun" (Table I). */
+  c3?: string;
+}
+
+const ACTIVATIONS: Record<string, () => Layer> = { tanh, sigmoid, relu };
+const POOLS: Record<string, () => Layer> = {
+  avg: () => avgPool2d({ kernelSize: 2 }),
+  max: () => maxPool2d({ kernelSize: 2 }),
+};
+const C3S: Record<string, () => Layer> = {
+  full: () => conv2d({ inChannels: 6, outChannels: 16, kernelSize: 5 }),
+  lecun: () => conv2dTable({ inChannels: 6, table: LECUN_C3_TABLE, kernelSize: 5 }),
+};
+
+/** `table[name]`, or an error that lists the choices. */
+function choice(table: Record<string, () => Layer>, name: string, what: string): () => Layer {
+  if (!Object.hasOwn(table, name)) {
+    throw new Error(
+      `lenet5: unknown ${what} "${name}" (choices: ${Object.keys(table).join(", ")})`,
+    );
+  }
+  return table[name];
+}
+
+/**
+ * The classic LeNet-5 of the seed's table, with the module names of the seed's PyTorch
+ * `LeNet5` (seed_reference.py): 32x32 input (the 28x28 digit with a zero border of 2),
+ * C1 Conv(1->6, 5x5) -> 6x28x28, S2 pool 2x2 -> 14x14, C3 Conv(6->16, 5x5) -> 10x10, S4 pool
+ * -> 5x5, C5 Conv(16->120, 5x5) -> 1x1, F6 Linear(120->84), output Linear(84->10), with the
+ * activation after C1, C3, C5 and F6: 61,706 parameters (60,806 with `c3: "lecun"`).
+ * Defaults are the paper's choices: tanh, average pooling, and a full C3.
+ *
+ * The border is written by the data gather (Model.pad = 2, zeros after normalization), so
+ * features.0 is Conv2d(1, 6, 5) on a 32x32 input: the same function and the same state_dict
+ * as PyTorch's Conv2d(1, 6, 5, padding=2) on the 28x28 image, and the faster of the two here
+ * (bench/lenet5_bench.ts).
+ *
+ * @example
+ * ```ts
+ * lenet5().layout.trainableCount; // 61706
+ * lenet5({ c3: "lecun" }).layout.trainableCount; // 60806
+ * ```
+ */
+export function lenet5(options: ModelOptions = {}): Model {
+  const act = choice(ACTIVATIONS, options.activation ?? "tanh", "activation");
+  const pool = choice(POOLS, options.pool ?? "avg", "pool");
+  const c3 = choice(C3S, options.c3 ?? "full", "c3");
+  return sequential("lenet5", [
+    ["features.0", conv2d({ inChannels: 1, outChannels: 6, kernelSize: 5 })],
+    ["features.1", act()],
+    ["features.2", pool()],
+    ["features.3", c3()],
+    ["features.4", act()],
+    ["features.5", pool()],
+    ["features.6", conv2d({ inChannels: 16, outChannels: 120, kernelSize: 5 })],
+    ["features.7", act()],
+    ["classifier.0", flatten()],
+    ["classifier.1", linear(120, 84)],
+    ["classifier.2", act()],
+    ["classifier.3", linear(84, 10)],
+  ], { input: [1, 32, 32], pad: 2 });
+}
+
+/** The models train, evaluate and embed know, by `--model` name, built from the run's options. */
+export const MODELS: Record<string, (options?: ModelOptions) => Model> = { lenet, lenet5 };
 
 /** One row of the model summary (torchinfo's columns). */
 export interface SummaryRow {
@@ -154,7 +227,12 @@ export async function buildGraph(
       : tensor(rt, shape, { label: name });
     // An alias layer's gradient is the layer below's gradient, seen with the output's shape.
     const dy: Tensor = layer.alias
-      ? view(dInput ?? tensor(rt, input.shape, { label: `d${name}` }), dInput?.offset ?? 0, shape, `d${name}`)
+      ? view(
+        dInput ?? tensor(rt, input.shape, { label: `d${name}` }),
+        dInput?.offset ?? 0,
+        shape,
+        `d${name}`,
+      )
       : tensor(rt, shape, { label: `d${name}` });
     const ctx = {
       rt,
@@ -165,7 +243,11 @@ export async function buildGraph(
       params: views(params, name, false),
       grads: views(grads, name, true),
     };
-    built.push(layer.alias ? { train: [], eval: [], backward: [] } : await layer.build(ctx));
+    built.push(
+      layer.alias
+        ? { train: [], eval: [], backward: [] }
+        : await checked(rt, `${name} (${layer.type})`, () => layer.build(ctx)),
+    );
     outputs.set(name, y);
     input = y;
     dInput = dy;

@@ -264,16 +264,19 @@ async function compile(
 export async function checked<T>(rt: Runtime, what: string, fn: () => T | Promise<T>): Promise<T> {
   rt.device.pushErrorScope("out-of-memory");
   rt.device.pushErrorScope("validation");
-  let result: T;
+  let result: T | undefined, failure: unknown;
   try {
     result = await fn();
-  } finally {
-    const validation = await rt.device.popErrorScope();
-    const memory = await rt.device.popErrorScope();
-    if (memory) throw new Error(`${what}: out of GPU memory: ${memory.message}`);
-    if (validation) throw new Error(`${what}: ${validation.message}`);
+  } catch (e) {
+    failure = e;
   }
-  return result;
+  // Pop both scopes whatever happened, so that later errors are not caught here.
+  const validation = await rt.device.popErrorScope();
+  const memory = await rt.device.popErrorScope();
+  if (failure !== undefined) throw failure;
+  if (memory) throw new Error(`${what}: out of GPU memory: ${memory.message}`);
+  if (validation) throw new Error(`${what}: ${validation.message}`);
+  return result as T;
 }
 
 /** A uniform buffer of u32/f32 fields, packed in declaration order (4 bytes each). */

@@ -5,14 +5,20 @@
  * initialization, early exaggeration, momentum and delta-bar-delta gains.
  *
  * Where the work happens:
- * - GPU, once: k nearest neighbours (squared euclidean, brute force) and each row's
- *   precision by bisection to the perplexity (`affinities`, one dispatch).
+ * - GPU, once: k nearest neighbours (squared euclidean, brute force: `nearest`) and each
+ *   row's precision by bisection to the perplexity (`calibrate`).
  * - CPU, once: P = (P_cond + P_cond^T) / sum, kept sparse (CSR, at most 2Nk pairs: 7 MB at
  *   N = 10,000, where the dense P would take 400 MB); the PCA of the data (O(N D^2)).
- * - GPU, per iteration: two dispatches, `gradient` (O(N^2): every pair for Z and the
- *   repulsion, the kept pairs for the attraction) and `update` (sums Z, applies the step).
+ * - GPU, per iteration: three dispatches, `repulse` (O(N^2): every pair, for Z and the
+ *   repulsion), `attract` (the kept pairs of P) and `update` (sums Z, applies the step).
  *   All iterations go in one submit; nothing is read back until the end (or every 50
  *   iterations when `onProgress` is given).
+ *
+ * Where this departs from scikit-learn: the exact gradient where its default (barnes_hut)
+ * approximates the repulsion with a quadtree (angle 0.5); f32 on the GPU where it uses
+ * float64 for the bisection; each row's bisection evaluated on distances minus the row's
+ * smallest (the same p, without underflow); the KL we report is that of the returned points
+ * (scikit-learn reports the one of the last iteration's starting points).
  *
  * Web APIs only: runs wherever lib/runtime.ts does.
  * @module
@@ -34,13 +40,13 @@ import {
 } from "./runtime.ts";
 import { random } from "./random.ts";
 
-// Small workgroups: on llvmpipe a workgroup runs on one core, and N = 1,000 makes only 32
-// invocations of 32 points each; 8 still spreads them over the cores.
+// Small workgroups: on llvmpipe a workgroup runs on one core, and at N = 1,000 `repulse`
+// has only 32 invocations (of 32 points each); 8 still spreads them over the cores.
 const WORKGROUP = 8;
 const UPDATE_WORKGROUP = 256;
-/** Points per invocation of `affinities` and `gradient` (constants in the kernel). */
+/** Points per invocation of `nearest` and `repulse` (constants in the kernel). */
 const AFFINITY_ROWS = 8;
-const GRADIENT_ROWS = 32;
+const REPULSE_ROWS = 32;
 const KERNEL = "tsne.wgsl";
 /** scikit-learn's _N_ITER_CHECK: how often progress (and the KL) is reported. */
 const PROGRESS_EVERY = 50;
@@ -106,28 +112,31 @@ export async function tsne(
   const joint = jointProbabilities(rows, { n });
   const program = await tsneProgram(rt, joint, pcaInit(data, { n, dim, seed: o.seed }));
 
-  let pending: Op[] = [];
-  for (let it = 0; it < o.iterations; it++) {
-    const exploring = it < o.exaggerationIterations;
-    const report = o.onProgress !== undefined && (it + 1) % PROGRESS_EVERY === 0;
-    pending.push(...program.iteration({
-      exaggeration: exploring ? o.earlyExaggeration : 1,
-      momentum: exploring ? 0.5 : 0.8,
-      learningRate: o.learningRate,
-      reset: it === 0 || it === o.exaggerationIterations,
-      withKl: report,
-    }));
-    if (report) {
-      submit(rt, pending);
-      pending = [];
-      o.onProgress?.(it + 1, await program.kl());
+  try {
+    let pending: Op[] = [];
+    for (let it = 0; it < o.iterations; it++) {
+      const exploring = it < o.exaggerationIterations;
+      const report = o.onProgress !== undefined && (it + 1) % PROGRESS_EVERY === 0;
+      pending.push(...program.iteration({
+        exaggeration: exploring ? o.earlyExaggeration : 1,
+        momentum: exploring ? 0.5 : 0.8,
+        learningRate: o.learningRate,
+        reset: it === 0 || it === o.exaggerationIterations,
+        withKl: report,
+      }));
+      if (report) {
+        submit(rt, pending);
+        pending = [];
+        o.onProgress?.(it + 1, await program.kl());
+      }
     }
+    submit(rt, [...pending, ...program.evaluate()]);
+    const kl = await program.kl();
+    const points = (await readback(rt, program.positions)).slice(0, 2 * n);
+    return { points, kl, seconds: (performance.now() - start) / 1000 };
+  } finally {
+    program.destroy();
   }
-  submit(rt, [...pending, ...program.evaluate()]);
-  const kl = await program.kl();
-  const points = (await readback(rt, program.positions)).slice(0, 2 * n);
-  program.destroy();
-  return { points, kl, seconds: (performance.now() - start) / 1000 };
 }
 
 interface CheckedOptions {
@@ -198,7 +207,7 @@ export interface Affinities {
 }
 
 /**
- * The conditional affinities on the GPU (one dispatch, then a readback): each point's
+ * The conditional affinities on the GPU (two dispatches, then a readback): each point's
  * k nearest neighbours by squared euclidean distance and p_{j|i} with the precision found by
  * bisection to match log(perplexity) (scikit-learn's _binary_search_perplexity).
  *
@@ -212,6 +221,45 @@ export async function tsneAffinities(
   data: Float32Array,
   options: { n: number; dim: number; perplexity: number },
 ): Promise<Affinities> {
+  const program = await affinityProgram(rt, data, options);
+  submit(rt, [program.nearest, program.calibrate]);
+  const result = {
+    k: program.k,
+    neighbours: await readbackU32(rt, program.neighbours),
+    conditional: await readback(rt, program.row),
+  };
+  program.destroy();
+  return result;
+}
+
+/** The buffers and the two dispatches of {@linkcode tsneAffinities}. */
+export interface AffinityProgram {
+  k: number;
+  /** [n, k] u32: each row's neighbours. */
+  neighbours: Tensor;
+  /** [n, k]: the distances after `nearest`, p_{j|i} after `calibrate`. */
+  row: Tensor;
+  /** Finds the k nearest neighbours (rewrites `neighbours` and `row`). */
+  nearest: Op;
+  /** Turns `row`'s distances into probabilities, in place. */
+  calibrate: Op;
+  destroy(): void;
+}
+
+/**
+ * Uploads the data and makes the dispatches of {@linkcode tsneAffinities} (for benchmarks).
+ *
+ * @example
+ * ```ts ignore
+ * const program = await affinityProgram(rt, data, { n, dim, perplexity: 30 });
+ * submit(rt, [program.nearest, program.calibrate]);
+ * ```
+ */
+export async function affinityProgram(
+  rt: Runtime,
+  data: Float32Array,
+  options: { n: number; dim: number; perplexity: number },
+): Promise<AffinityProgram> {
   const { n, dim, perplexity } = options;
   const k = neighbourCount(n, perplexity);
   const limit = rt.device.limits.maxStorageBufferBindingSize;
@@ -235,17 +283,26 @@ export async function tsneAffinities(
     k,
     "f32:log_perplexity": Math.log(perplexity),
   });
-  const affinitiesK = await kernel(rt, KERNEL, "affinities", { WORKGROUP });
-  const workgroups = grid(Math.ceil(n / AFFINITY_ROWS), WORKGROUP);
-  submit(rt, [op(rt, affinitiesK, [x, neighbours, row, params], workgroups)]);
-  const result = {
+  const [nearestK, calibrateK] = await Promise.all([
+    kernel(rt, KERNEL, "nearest", { WORKGROUP }),
+    kernel(rt, KERNEL, "calibrate", { WORKGROUP }),
+  ]);
+  return {
     k,
-    neighbours: await readbackU32(rt, neighbours),
-    conditional: await readback(rt, row),
+    neighbours,
+    row,
+    nearest: op(
+      rt,
+      nearestK,
+      [x, neighbours, row, params],
+      grid(Math.ceil(n / AFFINITY_ROWS), WORKGROUP),
+    ),
+    calibrate: op(rt, calibrateK, [row, params], grid(n, WORKGROUP)),
+    destroy: () => {
+      for (const t of [x, neighbours, row]) t.buffer.destroy();
+      params.buffer.destroy();
+    },
   };
-  for (const t of [x, neighbours, row]) t.buffer.destroy();
-  params.buffer.destroy();
-  return result;
 }
 
 /** The symmetric joint P of the kept pairs, in compressed sparse rows. */
@@ -295,31 +352,27 @@ export function jointProbabilities(rows: Affinities, options: { n: number }): Jo
   }
   // Merge the duplicates of a row (a pair both points keep) and sort it by column.
   const rowStart = new Uint32Array(n + 1);
-  const columns: number[] = [];
-  const merged: number[] = [];
-  const slot = new Int32Array(n).fill(-1);
-  let sum = 0;
+  const columns = new Uint32Array(counts[n]);
+  const sums = new Float64Array(n);
+  const seen = new Int32Array(n).fill(-1);
+  let end = 0, sum = 0;
   for (let i = 0; i < n; i++) {
-    const first = columns.length;
-    const order: number[] = [];
+    const first = end;
     for (let e = counts[i]; e < counts[i + 1]; e++) {
       const j = cols[e];
-      if (slot[j] < 0) {
-        slot[j] = order.length;
-        order.push(j);
-        merged.push(0);
+      if (seen[j] !== i) {
+        seen[j] = i;
+        sums[j] = 0;
+        columns[end++] = j;
       }
-      merged[first + slot[j]] += vals[e];
+      sums[j] += vals[e];
       sum += vals[e];
     }
-    const sorted = order.map((j, s) => [j, merged[first + s]]).sort((a, b) => a[0] - b[0]);
-    for (let s = 0; s < sorted.length; s++) {
-      slot[sorted[s][0]] = -1;
-      columns.push(sorted[s][0]);
-      merged[first + s] = sorted[s][1];
-    }
-    rowStart[i + 1] = columns.length;
+    columns.subarray(first, end).sort();
+    for (let e = first; e < end; e++) vals[e] = sums[columns[e]];
+    rowStart[i + 1] = end;
   }
+  const merged = vals.subarray(0, end);
   const values = new Float32Array(merged.length);
   let entropyTerm = 0, total = 0;
   for (let e = 0; e < merged.length; e++) {
@@ -327,22 +380,22 @@ export function jointProbabilities(rows: Affinities, options: { n: number }): Jo
     if (values[e] > 0) entropyTerm += values[e] * Math.log(values[e]);
     total += values[e];
   }
-  return { n, rowStart, columns: Uint32Array.from(columns), values, entropyTerm, total };
+  return { n, rowStart, columns: columns.slice(0, end), values, entropyTerm, total };
 }
 
 /** The optimizer's GPU state and its dispatches (see kernels/tsne.wgsl). */
 export interface TsneProgram {
   /** [2 * ceil(n / 2), 2]: the current embedding (rows past n are padding). */
   positions: Tensor;
-  /** [n, 4]: attract_i (exaggerated) and repulse_i of the last gradient pass. */
-  forces: Tensor;
-  /** [n, 2]: z_i and kl_i of the last gradient pass. */
-  shares: Tensor;
+  /** [n, 4]: attract_i (exaggerated), kl_i and 0, from the last `attract`. */
+  attraction: Tensor;
+  /** [n, 4]: repulse_i, z_i and 0, from the last `repulse`. */
+  repulsion: Tensor;
   /** [n, 4]: the last step and the gains of each coordinate. */
   state: Tensor;
   /** [2]: Z and sum_i kl_i of the last update pass. */
   stats: Tensor;
-  /** The two dispatches of one iteration (made once per distinct setting). */
+  /** The three dispatches of one iteration (made once per distinct setting). */
   iteration(setting: IterationSetting): Op[];
   /** Gradient with the KL shares and a sum that moves nothing: the KL of the positions. */
   evaluate(): Op[];
@@ -384,13 +437,13 @@ export async function tsneProgram(
   // kernel's vec4 loads.
   const padded = padRows(joint);
   const nnz = padded.values.length;
-  // Whole vec4s (two points each) for the gradient's loads; the padding stays 0.
+  // Whole vec4s (two points each) for `repulse`'s loads; the padding stays 0.
   const positions = tensor(rt, [2 * Math.ceil(n / 2), 2], { label: "tsne positions" });
   const rowStart = tensor(rt, [n + 1], { dtype: "u32", label: "tsne row_start" });
   const columns = tensor(rt, [nnz], { dtype: "u32", label: "tsne columns" });
   const values = tensor(rt, [nnz], { label: "tsne values" });
-  const forces = tensor(rt, [n, 4], { label: "tsne forces" });
-  const shares = tensor(rt, [n, 2], { label: "tsne shares" });
+  const attraction = tensor(rt, [n, 4], { label: "tsne attraction" });
+  const repulsion = tensor(rt, [n, 4], { label: "tsne repulsion" });
   const state = tensor(rt, [n, 4], { label: "tsne state" });
   const stats = tensor(rt, [2], { label: "tsne stats" });
   const start = new Float32Array(positions.size);
@@ -399,10 +452,18 @@ export async function tsneProgram(
   upload(rt, rowStart, padded.rowStart);
   upload(rt, columns, padded.columns);
   upload(rt, values, padded.values);
-  const [gradientK, updateK] = await Promise.all([
-    kernel(rt, KERNEL, "gradient", { WORKGROUP }),
+  const [repulseK, attractK, updateK] = await Promise.all([
+    kernel(rt, KERNEL, "repulse", { WORKGROUP }),
+    kernel(rt, KERNEL, "attract", { WORKGROUP }),
     kernel(rt, KERNEL, "update", { UPDATE_WORKGROUP }),
   ]);
+  const repulseU = uniform(rt, "tsne repulse", { n });
+  const repulseOp = op(
+    rt,
+    repulseK,
+    [positions, positions, repulsion, repulseU],
+    grid(Math.ceil(n / REPULSE_ROWS), WORKGROUP),
+  );
   const uniforms: GPUBuffer[] = [];
   const made = new Map<string, Op>();
   const memo = (key: string, make: () => Op) => {
@@ -410,16 +471,16 @@ export async function tsneProgram(
     if (!o) made.set(key, o = make());
     return o;
   };
-  const gradientOp = (exaggeration: number, withKl: boolean) =>
-    memo(`g${exaggeration}:${withKl}`, () => {
-      const u = uniform(rt, "tsne gradient", {
+  const attractOp = (exaggeration: number, withKl: boolean) =>
+    memo(`a${exaggeration}:${withKl}`, () => {
+      const u = uniform(rt, "tsne attract", {
         n,
         "f32:exaggeration": exaggeration,
         with_kl: withKl ? 1 : 0,
       });
       uniforms.push(u.buffer);
-      const bindings = [positions, rowStart, columns, values, forces, shares, u, positions];
-      return op(rt, gradientK, bindings, grid(Math.ceil(n / GRADIENT_ROWS), WORKGROUP));
+      const bindings = [positions, rowStart, columns, values, attraction, u];
+      return op(rt, attractK, bindings, grid(n, WORKGROUP));
     });
   const updateOp = (momentum: number, learningRate: number, reset: boolean, apply: boolean) =>
     memo(`u${momentum}:${learningRate}:${reset}:${apply}`, () => {
@@ -431,28 +492,29 @@ export async function tsneProgram(
         apply: apply ? 1 : 0,
       });
       uniforms.push(u.buffer);
-      return op(rt, updateK, [positions, forces, shares, state, stats, u], 1);
+      return op(rt, updateK, [positions, attraction, repulsion, state, stats, u], 1);
     });
   return {
     positions,
-    forces,
-    shares,
+    attraction,
+    repulsion,
     state,
     stats,
     iteration: (s) => [
-      gradientOp(s.exaggeration, s.withKl),
+      repulseOp,
+      attractOp(s.exaggeration, s.withKl),
       updateOp(s.momentum, s.learningRate, s.reset, true),
     ],
-    evaluate: () => [gradientOp(1, true), updateOp(0, 0, false, false)],
+    evaluate: () => [repulseOp, attractOp(1, true), updateOp(0, 0, false, false)],
     kl: async () => {
       const [z, sumKl] = await readback(rt, stats);
       return joint.entropyTerm - sumKl + joint.total * Math.log(z);
     },
     destroy: () => {
-      for (const t of [positions, rowStart, columns, values, forces, shares, state, stats]) {
+      for (const t of [positions, rowStart, columns, values, attraction, repulsion, state, stats]) {
         t.buffer.destroy();
       }
-      for (const b of uniforms) b.destroy();
+      for (const b of [repulseU.buffer, ...uniforms]) b.destroy();
     },
   };
 }
@@ -551,12 +613,16 @@ function leadingEigenvectors(
     block = orthonormalize(block);
     const images = block.map(times);
     const small = new Float64Array(b * b);
-    for (let p = 0; p < b; p++) for (let q = 0; q < b; q++) small[p * b + q] = dot(block[p], images[q]);
+    for (let p = 0; p < b; p++) {
+      for (let q = 0; q < b; q++) small[p * b + q] = dot(block[p], images[q]);
+    }
     const { values, vectors } = jacobiEigen(small, b);
     const order = Array.from(values.keys()).sort((p, q) => values[q] - values[p]);
     ritz = order.map((m) => {
       const v = new Float64Array(dim);
-      for (let p = 0; p < b; p++) for (let c = 0; c < dim; c++) v[c] += vectors[p * b + m] * block[p][c];
+      for (let p = 0; p < b; p++) {
+        for (let c = 0; c < dim; c++) v[c] += vectors[p * b + m] * block[p][c];
+      }
       return v;
     });
     const top = Math.max(Math.abs(values[order[0]]), Number.MIN_VALUE);
@@ -661,16 +727,25 @@ export function neighbourAgreement(
   const k = Math.min(options.k ?? 10, n - 1);
   if (points.length !== 2 * n) throw new Error(`${points.length} coordinates for ${n} labels`);
   let agree = 0;
-  const d = new Float64Array(n);
-  const order = new Uint32Array(n);
+  // The k nearest so far, by distance then index, kept sorted by insertion.
+  const best = new Float64Array(k);
+  const bestIndex = new Int32Array(k);
   for (let i = 0; i < n; i++) {
+    best.fill(Infinity);
+    bestIndex.fill(-1);
     for (let j = 0; j < n; j++) {
-      d[j] = j === i ? Infinity : (points[2 * i] - points[2 * j]) ** 2 +
-        (points[2 * i + 1] - points[2 * j + 1]) ** 2;
-      order[j] = j;
+      if (j === i) continue;
+      const d = (points[2 * i] - points[2 * j]) ** 2 + (points[2 * i + 1] - points[2 * j + 1]) ** 2;
+      if (!(d < best[k - 1])) continue;
+      let at = k - 1;
+      for (; at > 0 && d < best[at - 1]; at--) {
+        best[at] = best[at - 1];
+        bestIndex[at] = bestIndex[at - 1];
+      }
+      best[at] = d;
+      bestIndex[at] = j;
     }
-    const nearest = order.sort((a, b) => d[a] - d[b] || a - b).subarray(0, k);
-    for (const j of nearest) if (labels[j] === labels[i]) agree++;
+    for (const j of bestIndex) if (j >= 0 && labels[j] === labels[i]) agree++;
   }
   return agree / (n * k);
 }

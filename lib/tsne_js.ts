@@ -57,7 +57,9 @@ export function tsneJs(data: ArrayLike<number>, options: TsneJsOptions): TsneJsR
   }
   const perplexity = options.perplexity ?? 30;
   if (!(perplexity > 0 && perplexity < n)) {
-    throw new Error(`tsneJs: perplexity must be in (0, n) = (0, ${n}) (perplexity = ${perplexity})`);
+    throw new Error(
+      `tsneJs: perplexity must be in (0, n) = (0, ${n}) (perplexity = ${perplexity})`,
+    );
   }
   const start = performance.now();
   const model = new TSNE({
@@ -68,7 +70,10 @@ export function tsneJs(data: ArrayLike<number>, options: TsneJsOptions): TsneJsR
     nIter: options.iterations ?? 300,
     metric: "euclidean",
   });
-  const rows = Array.from({ length: n }, (_, i) => Array.from({ length: dim }, (_, c) => data[i * dim + c]));
+  const rows = Array.from(
+    { length: n },
+    (_, i) => Array.from({ length: dim }, (_, c) => data[i * dim + c]),
+  );
   const rng = random(options.seed ?? 42);
   const unseeded = Math.random;
   Math.random = rng.next;

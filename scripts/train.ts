@@ -69,6 +69,18 @@ const program = new Command()
   )
   .addOption(new Option("--model <name>", "model").choices(Object.keys(MODELS)).default("lenet"))
   .addOption(
+    new Option("--activation <name>", "lenet5: the activation after C1, C3, C5 and F6")
+      .choices(["tanh", "sigmoid", "relu"]).default("tanh"),
+  )
+  .addOption(
+    new Option("--pool <kind>", "lenet5: the subsampling of S2 and S4").choices(["avg", "max"])
+      .default("avg"),
+  )
+  .addOption(
+    new Option("--c3 <table>", "lenet5: C3 dense (full) or with LeCun's connection table (lecun)")
+      .choices(["full", "lecun"]).default("full"),
+  )
+  .addOption(
     new Option("--dataset <name>", "dataset").choices(["mnist", "fashion-mnist"]).default("mnist"),
   )
   .option("--data <dir>", "folder of the data files (downloaded there when missing)", "data")
@@ -101,6 +113,11 @@ type Options = ReturnType<typeof program.opts>;
 async function main(): Promise<void> {
   program.parse(["deno", "train", ...Deno.args]);
   let options: Options = program.opts();
+  for (const name of ["activation", "pool", "c3"] as const) {
+    if (options.model !== "lenet5" && program.getOptionValueSource(name) === "cli") {
+      throw new Error(`--${name} applies to --model lenet5 only`);
+    }
+  }
   let resumed: { epoch: number; records: EpochRecord[] } | undefined;
   if (options.resume) {
     const saved = await readRunOptions(options.resume);
@@ -148,7 +165,7 @@ async function main(): Promise<void> {
   console.log(`Training samples: ${train.count}`);
   console.log(`Test samples: ${data.test.count}`);
 
-  const model = MODELS[options.model]();
+  const model = MODELS[options.model](options);
   checkBatchFits(rt, model, options.batchSize);
   const trainer = await createTrainer(rt, model, { train, test: data.test }, {
     batchSize: options.batchSize,

@@ -1,6 +1,16 @@
 import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, testRuntime } from "./util/gpu.ts";
-import { grid, kernel, op, readback, submit, tensor, uniform, upload } from "../lib/runtime.ts";
+import {
+  checked,
+  grid,
+  kernel,
+  op,
+  readback,
+  submit,
+  tensor,
+  uniform,
+  upload,
+} from "../lib/runtime.ts";
 
 Deno.test("runtime compiles a kernel once and names it in errors", gpuTest, async () => {
   const rt = await testRuntime();
@@ -32,3 +42,21 @@ Deno.test("runtime op runs over a 2-D grid past one workgroup row", gpuTest, asy
   submit(rt, [op(rt, k, [x, y, u], [Math.min(gx, 4), Math.ceil(gx / 4) * gy])]);
   assertClose(await readback(rt, y), data.map((v) => 3 * v), { atol: 0, rtol: 0 }, "y = 3x");
 });
+
+Deno.test(
+  "a validation error inside checked() is thrown with the name of what was built",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const k = await kernel(rt, "test_scale.wgsl", "forward", { WORKGROUP: 64 });
+    const x = tensor(rt, [4], { label: "x" });
+    let message = "";
+    try {
+      // The uniform binding is missing: the bind group does not match the kernel's layout.
+      await checked(rt, "features.9 (Scale)", () => op(rt, k, [x, x], 1));
+    } catch (e) {
+      message = String(e);
+    }
+    if (!message.includes("features.9 (Scale)")) throw new Error(`not named: ${message}`);
+  },
+);

@@ -131,8 +131,8 @@ Deno.test(
       rt,
       program.iteration({ exaggeration, momentum: 0.5, learningRate, reset: true, withKl: true }),
     );
-    const forces = await readback(rt, program.forces);
-    const shares = await readback(rt, program.shares);
+    const attraction = await readback(rt, program.attraction);
+    const repulsion = await readback(rt, program.repulsion);
     const moved = (await readback(rt, program.positions)).slice(0, 2 * n);
     const kl = await program.kl();
     program.destroy();
@@ -140,10 +140,10 @@ Deno.test(
     const ref = tsneGradient(y, p, { n, exaggeration });
     const pick = (from: Float32Array, stride: number, first: number) =>
       Array.from({ length: 2 * n }, (_, c) => from[Math.floor(c / 2) * stride + first + (c % 2)]);
-    const z = Array.from({ length: n }, (_, i) => shares[2 * i]).reduce((a, b) => a + b, 0);
+    const z = Array.from({ length: n }, (_, i) => repulsion[4 * i + 2]).reduce((a, b) => a + b, 0);
     // f32 sums of 37 terms of size <= 1 (z) or of p w d (attraction): a few ulp each.
-    assertClose(pick(forces, 4, 0), ref.attract, { atol: 1e-7, rtol: 1e-5 }, "attract");
-    assertClose(pick(forces, 4, 2), ref.repulse, { atol: 1e-6, rtol: 1e-5 }, "repulse");
+    assertClose(pick(attraction, 4, 0), ref.attract, { atol: 1e-7, rtol: 1e-5 }, "attract");
+    assertClose(pick(repulsion, 4, 0), ref.repulse, { atol: 1e-6, rtol: 1e-5 }, "repulse");
     assertClose([z], [ref.z], { atol: 0, rtol: 1e-5 }, "Z");
     // KL = sum p log p - sum p log w + log Z: terms of size ~5 cancel to ~1 in f32.
     assertClose([kl], [ref.kl], { atol: 1e-5, rtol: 1e-5 }, "KL");

@@ -6,7 +6,7 @@
 
 import { join } from "node:path";
 import { exists, readSafetensorsFile } from "./files.ts";
-import { type Model, MODELS } from "../models.ts";
+import { type Model, type ModelOptions, MODELS } from "../models.ts";
 import { loadStateDict } from "../checkpoint.ts";
 
 /** A run's checkpoint, loaded. */
@@ -42,7 +42,10 @@ export async function newestRun(root = "runs"): Promise<string> {
   return found.sort((a, b) => b.mtime - a.mtime)[0].dir;
 }
 
-/** Loads runs/<dir>/model.safetensors into the model its metadata names (or `modelName`). */
+/**
+ * Loads runs/<dir>/model.safetensors into the model its metadata names (or `modelName`),
+ * built with the options train recorded (lenet5's --activation, --pool, --c3).
+ */
 export async function loadRun(dir: string, modelName?: string): Promise<LoadedRun> {
   const path = join(dir, "model.safetensors");
   if (!(await exists(path))) throw new Error(`${path}: file not found (is ${dir} a run folder?)`);
@@ -52,13 +55,18 @@ export async function loadRun(dir: string, modelName?: string): Promise<LoadedRu
   if (!make) {
     throw new Error(`${path}: unknown model "${name}" (known: ${Object.keys(MODELS).join(", ")})`);
   }
-  const model = make();
-  const { params, steps } = loadStateDict(model, file, path);
   let options: Record<string, unknown> = {};
   try {
     options = JSON.parse(file.metadata.options ?? "{}");
   } catch {
     throw new Error(`${path}: its "options" metadata is not JSON`);
   }
+  let model: Model;
+  try {
+    model = make(options as ModelOptions);
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
+  const { params, steps } = loadStateDict(model, file, path);
   return { dir, model, params, steps, metadata: { ...file.metadata }, options };
 }

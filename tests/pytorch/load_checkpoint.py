@@ -1,8 +1,9 @@
-"""Loads one of our checkpoints into the seed's PyTorch LeNet with strict=True and scores it
-on a test split stored by `deno task download` (safetensors: images U8 [N,28,28], labels U8 [N]).
+"""Loads one of our checkpoints into the seed's PyTorch LeNet (or LeNet5, as seed_reference.py
+defines it) with strict=True and scores it on a test split stored by `deno task download`
+(safetensors: images U8 [N,28,28], labels U8 [N]).
 Prints JSON: {"loss": ..., "accuracy": ..., "tensors": n}. Reads safetensors with the standard
 library and torch only, so it needs no safetensors package.
-usage: load_checkpoint.py MODEL.safetensors TEST.safetensors"""
+usage: load_checkpoint.py MODEL.safetensors TEST.safetensors [lenet|lenet5]"""
 import json, struct, sys
 import torch
 from torch import nn
@@ -33,9 +34,20 @@ class LeNet(nn.Module):  # the seed's model, as written there
     def forward(self, x):
         return self.classifier(self.features(x))
 
+class LeNet5(nn.Module):  # seed_reference.py's classic LeNet-5, as written there
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Conv2d(16, 120, 5), nn.Tanh())
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
 state = read_safetensors(sys.argv[1])
 test = read_safetensors(sys.argv[2])
-model = LeNet()
+model = LeNet5() if len(sys.argv) > 3 and sys.argv[3] == "lenet5" else LeNet()
 model.load_state_dict(state, strict=True)
 model.eval()
 images = (test["images"].float() / 255 - 0.1307) / 0.3081

@@ -1,0 +1,49 @@
+/**
+ * LeNet-5's C3 at batch 32, [32,6,14,14] -> [32,16,10,10] 5x5: LeCun's connection table
+ * (kernels/conv2d_table.wgsl, 60 connections) beside the dense Conv2d(6, 16, 5)
+ * (kernels/conv2d.wgsl, 96 connections). GFLOP/s count only the multiply-adds each computes,
+ * so the time per call is the figure to compare.
+ * @module
+ */
+
+import { gpuBench } from "./util.ts";
+import { createRuntime, type Runtime, tensor } from "../lib/runtime.ts";
+import { conv2dTable, LECUN_C3_TABLE } from "../lib/layers/conv2d_table.ts";
+import { conv2d } from "../lib/layers/conv2d.ts";
+import type { Layer } from "../lib/layers/layer.ts";
+
+const rt = createRuntime("auto");
+const X = [32, 6, 14, 14];
+
+/** The layer's ops on zero-filled tensors, and its forward flops. */
+async function layerOps(rt: Runtime, layer: Layer) {
+  const yShape = layer.outputShape(X);
+  const params = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
+  const grads = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
+  const ops = await layer.build({
+    rt,
+    x: tensor(rt, X),
+    y: tensor(rt, yShape),
+    dy: tensor(rt, yShape),
+    dx: tensor(rt, X),
+    params,
+    grads,
+  });
+  return { ops, flops: layer.flops!(X) };
+}
+
+const layers: [string, () => Layer][] = [
+  ["C3 table (lecun)", () => conv2dTable({ inChannels: 6, table: LECUN_C3_TABLE, kernelSize: 5 })],
+  ["C3 dense (full)", () => conv2d({ inChannels: 6, outChannels: 16, kernelSize: 5 })],
+];
+for (const [name, make] of layers) {
+  for (const entry of ["forward", "backward_input", "backward_weight"]) {
+    gpuBench(`${name} ${entry} [${X}]`, rt, async (rt) => {
+      const { ops, flops } = await layerOps(rt, make());
+      const op = entry === "forward"
+        ? ops.train[0]
+        : ops.backward[entry === "backward_input" ? 0 : 1];
+      return { ops: [op], work: { flops } };
+    }, { group: entry });
+  }
+}

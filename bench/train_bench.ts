@@ -1,0 +1,57 @@
+/**
+ * One whole training step of the seed's model (gather, forward, loss, backward, AdamW) at
+ * batch 32, in images/s, and one eval step. Uses data/mnist when `deno task download` has
+ * written it, else MNIST-shaped random bytes (the speed does not depend on the pixels).
+ * @module
+ */
+
+import { gpuBench } from "./util.ts";
+import { createRuntime } from "../lib/runtime.ts";
+import { lenet } from "../lib/models.ts";
+import { createTrainer, type Split, type Trainer } from "../lib/train.ts";
+import { loadDataset } from "../lib/io/mnist.ts";
+import { random } from "../lib/random.ts";
+
+const rt = createRuntime("auto");
+const BATCH = 32;
+
+async function data(): Promise<{ train: Split; test: Split }> {
+  try {
+    return await loadDataset("data", "mnist");
+  } catch {
+    const rng = random(1);
+    const split = (count: number) => ({
+      images: Uint8Array.from({ length: count * 784 }, () => rng.int(256)),
+      labels: Uint8Array.from({ length: count }, () => rng.int(10)),
+      count,
+    });
+    return { train: split(2048), test: split(512) };
+  }
+}
+
+let trainer: Promise<Trainer> | undefined;
+function seedTrainer(): Promise<Trainer> {
+  trainer ??= (async () =>
+    createTrainer(await rt, lenet(), await data(), {
+      batchSize: BATCH,
+      lr: 1e-3,
+      weightDecay: 1e-4,
+      seed: 0,
+      mean: 0.1307,
+      std: 0.3081,
+    }))();
+  return trainer;
+}
+
+// ~1.4 MFLOP per image for forward + backward of the seed's model (conv1 and conv2 dominate).
+const STEP_FLOPS = BATCH * 3 * (2 * 16 * 169 * 16 + 2 * 32 * 25 * 256);
+
+gpuBench("lenet training step, batch 32", rt, async () => {
+  const t = await seedTrainer();
+  return { ops: t.stepOps.train, work: { images: BATCH, flops: STEP_FLOPS } };
+}, { repeat: 50 });
+
+gpuBench("lenet eval step, batch 32", rt, async () => {
+  const t = await seedTrainer();
+  return { ops: t.stepOps.eval, work: { images: BATCH, flops: STEP_FLOPS / 3 } };
+}, { repeat: 50 });
