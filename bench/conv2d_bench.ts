@@ -1,19 +1,21 @@
 /**
  * Conv2d kernel throughput at the seed model's shapes (batch 32): conv1 1->16 k4 s2 on 28x28
- * (its backward has no dx: it reads the image), conv2 16->32 k4 s2 on 13x13; each entry
- * point of kernels/conv2d.wgsl, beside the plain kernels/conv2d_naive.wgsl it must beat.
- * LeNet-5's convolutions (5x5) follow, and its first one in eval at a batch of 1000.
+ * (its backward has no dx: it reads the image), conv2 16->32 k4 s2 on 13x13. Each entry point
+ * of kernels/conv2d.wgsl (forward counts the conv alone; stage_weights, which runs before it,
+ * is timed on its own), beside the plain kernels/conv2d_naive.wgsl it must beat, and the
+ * layer's whole forward and backward op lists.
  * @module
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, type Runtime, tensor } from "../lib/runtime.ts";
+import { createRuntime, type Op, type Runtime, tensor } from "../lib/runtime.ts";
 import { conv2d, type Conv2dOptions } from "../lib/layers/conv2d.ts";
+import type { LayerOps } from "../lib/layers/layer.ts";
 
 const rt = createRuntime("auto");
 
 /** The layer's ops for input `x` [N,C,H,W], on zero-filled tensors. */
-async function layerOps(rt: Runtime, x: number[], options: Conv2dOptions) {
+async function layerOps(rt: Runtime, x: number[], options: Conv2dOptions, withDx: boolean) {
   const layer = conv2d(options);
   const yShape = layer.outputShape(x);
   const [k, c, r] = [options.outChannels, options.inChannels, options.kernelSize];
@@ -22,47 +24,50 @@ async function layerOps(rt: Runtime, x: number[], options: Conv2dOptions) {
     x: tensor(rt, x, { label: "x" }),
     y: tensor(rt, yShape, { label: "y" }),
     dy: tensor(rt, yShape, { label: "dy" }),
-    dx: tensor(rt, x, { label: "dx" }),
+    dx: withDx ? tensor(rt, x, { label: "dx" }) : null,
     params: { weight: tensor(rt, [k, c, r, r]), bias: tensor(rt, [k]) },
     grads: { weight: tensor(rt, [k, c, r, r]), bias: tensor(rt, [k]) },
   });
   return { ops, flops: layer.flops!(x) };
 }
 
-/** Registers forward, backward_input (unless `noInput`) and backward_weight for one layer. */
-function benchLayer(
-  name: string,
-  x: number[],
-  options: Conv2dOptions & { noInput?: boolean; evalOnly?: boolean },
-): void {
-  const entries = ["forward"];
-  if (!options.evalOnly && !options.noInput) entries.push("backward_input");
-  if (!options.evalOnly) entries.push("backward_weight");
-  for (const kernels of ["naive", "fast"] as const) {
-    for (const entry of entries) {
-      gpuBench(`${name} ${entry} (${kernels})`, rt, async (rt) => {
-        const { ops, flops } = await layerOps(rt, x, { ...options, kernels });
-        const op = entry === "forward"
-          ? ops.train[0]
-          : entry === "backward_weight"
-          ? ops.backward[ops.backward.length - 1]
-          : ops.backward[0];
-        return { ops: [op], work: { flops } };
-      }, { group: name });
+/** Which ops of a layer a row times, and how many forward-FLOPs they are worth. */
+type Pick = { name: string; ops: (o: LayerOps) => Op[]; flops: number };
+
+function benchLayer(name: string, x: number[], options: Conv2dOptions, withDx: boolean): void {
+  const fast: Pick[] = [
+    { name: "stage_weights", ops: (o) => [o.train[0]], flops: 0 },
+    { name: "forward", ops: (o) => [o.train[1]], flops: 1 },
+    ...(withDx ? [{ name: "backward_input", ops: (o: LayerOps) => [o.backward[0]], flops: 1 }] : []),
+    { name: "backward_weight", ops: (o) => [o.backward.at(-1)!], flops: 1 },
+    { name: "layer forward (2 dispatches)", ops: (o) => o.train, flops: 1 },
+    { name: `layer backward (${withDx ? 2 : 1} dispatches)`, ops: (o) => o.backward, flops: withDx ? 2 : 1 },
+  ];
+  const naive: Pick[] = [
+    { name: "forward", ops: (o) => [o.train[0]], flops: 1 },
+    ...(withDx ? [{ name: "backward_input", ops: (o: LayerOps) => [o.backward[0]], flops: 1 }] : []),
+    { name: "backward_weight", ops: (o) => [o.backward.at(-1)!], flops: 1 },
+  ];
+  for (const [kernels, picks] of [["fast", fast], ["naive", naive]] as const) {
+    for (const pick of picks) {
+      gpuBench(`${name} ${pick.name} (${kernels})`, rt, async (rt) => {
+        const { ops, flops } = await layerOps(rt, x, { ...options, kernels }, withDx);
+        const work = pick.flops ? { flops: flops * pick.flops } : { bytes: 8 * options.outChannels * options.inChannels * options.kernelSize ** 2 * 3 / 2 };
+        return { ops: pick.ops(ops), work };
+      }, { group: name, repeat: kernels === "naive" ? 4 : 20 });
     }
   }
 }
 
-benchLayer("conv1 [32,1,28,28] 1->16 k4 s2", [32, 1, 28, 28], {
-  inChannels: 1,
-  outChannels: 16,
-  kernelSize: 4,
-  stride: 2,
-  noInput: true,
-});
-benchLayer("conv2 [32,16,13,13] 16->32 k4 s2", [32, 16, 13, 13], {
-  inChannels: 16,
-  outChannels: 32,
-  kernelSize: 4,
-  stride: 2,
-});
+benchLayer(
+  "conv1 [32,1,28,28] 1->16 k4 s2",
+  [32, 1, 28, 28],
+  { inChannels: 1, outChannels: 16, kernelSize: 4, stride: 2 },
+  false,
+);
+benchLayer(
+  "conv2 [32,16,13,13] 16->32 k4 s2",
+  [32, 16, 13, 13],
+  { inChannels: 16, outChannels: 32, kernelSize: 4, stride: 2 },
+  true,
+);

@@ -114,7 +114,9 @@ function trainer(options: ModelOptions): Promise<Trainer> {
 // Multiply-adds per image of the forward: C1 117,600, C3 240,000 (150,000 with the
 // table), C5 48,000, F6 10,080, output 840; a training step is about 3 times the forward.
 const forwardFlops = (c3: number) => 2 * (117600 + c3 + 48000 + 10080 + 840);
-for (const [name, options, c3] of [["full", {}, 240000], ["lecun", { c3: "lecun" }, 150000]] as const) {
+for (
+  const [name, options, c3] of [["full", {}, 240000], ["lecun", { c3: "lecun" }, 150000]] as const
+) {
   gpuBench(`lenet5 (c3 ${name}) training step, batch 32`, rt, async () => ({
     ops: (await trainer(options)).stepOps.train,
     work: { images: BATCH, flops: 3 * BATCH * forwardFlops(c3) },

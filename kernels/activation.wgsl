@@ -7,7 +7,8 @@
 // tanh_backward:    restates tanh_forward y = tanh(x); dx[i] = dy[i] * (1 - y[i]^2), from the
 //                   output y as PyTorch does.
 // sigmoid_forward:  y[i] = 1 / (1 + exp(-x[i])) (exp(-x) = inf for x < -88 gives exactly 0).
-// sigmoid_backward: restates sigmoid_forward y = 1 / (1 + exp(-x)); dx[i] = dy[i] * y[i] * (1 - y[i]).
+// sigmoid_backward: restates sigmoid_forward y = 1 / (1 + exp(-x));
+//                   dx[i] = dy[i] * y[i] * (1 - y[i]).
 //
 // One invocation handles ELEMENTS values, WORKGROUP apart, so that neighbouring invocations
 // touch neighbouring values; a workgroup covers a block of WORKGROUP * ELEMENTS values, and

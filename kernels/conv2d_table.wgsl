@@ -1,5 +1,5 @@
 // Conv2d with a connection table, LeNet-5's C3 (LeCun et al. 1998, Table I): output map k
-// reads only the input maps its table row lists, each through a R x R kernel of its own.
+// reads only the input maps its table row lists, each through an R x R kernel of its own.
 // Stride 1, no padding. Only the connections that exist are computed and stored: the weight
 // holds one kernel per connection, w [E,R,R], not a dense [K,C,R,R] with zeros.
 //
@@ -16,10 +16,10 @@
 //   output [E]       the output map of connection e
 //   in_list [E]      connection numbers grouped by input map (k ascending within a map)
 //
-// Every entry point slides a window of 8 values along a row: 8 outputs of a row need the 8 + R - 1
-// inputs from their first one, and tap s + 1 sees the window of tap s moved by one. So a
-// kernel row costs 8 + R loads for 8 R multiply-adds, where one output at a time would load
-// once per multiply-add. The window is two vec4s, shifted by one value per tap.
+// Every entry point slides a window of 8 values along a row: 8 outputs of a row need the
+// 8 + R - 1 inputs from their first one, and tap s + 1 sees the window of tap s moved by one.
+// So a kernel row costs 8 + R loads for 8 R multiply-adds, where one output at a time would
+// load once per multiply-add. The window is two vec4s, shifted by one value per tap.
 // Windows that run past the end of a row only feed outputs that are not stored: their loads
 // are clamped to the row (any value will do).
 //
@@ -30,8 +30,8 @@
 
 // Invocations per workgroup.
 override WORKGROUP: u32 = 64;
-// R, the kernel size (1..8): a constant, so that the loops over taps unroll and the window
-// shifts become register renames.
+// R, the kernel size (1..8): a constant, so that the loops over taps have a trip count the
+// compiler knows and can unroll.
 override KERNEL: u32 = 5;
 // backward_weight: lanes that share one (connection, kernel row) and split its reduction
 // over the (n,p) rows of dy; a power of two that divides WORKGROUP.

@@ -9,7 +9,8 @@
 //
 // nearest: one invocation per AFFINITY_ROWS points i (two groups of 4): the k nearest
 //   neighbours j != i of each by squared distance d_ij = |x_i - x_j|^2, kept in a max-heap
-//   over row i of `neighbours` and `row` (the root holds the farthest one kept).
+//   over row i of `neighbours` and `row` (the root holds the farthest one kept). Each
+//   dispatch takes the candidates j in [j_begin, j_end); the first one empties the heaps.
 //
 // calibrate: one invocation per point i, on its row of k distances: the precision beta_i
 //   by bisection, as scikit-learn's _binary_search_perplexity (start at 1, double or halve
@@ -18,23 +19,27 @@
 //   e_j = exp(-(d_ij - d_min) * beta_i), H = log(sum_j e_j) + beta * sum_j (d_ij - d_min) p_j.
 //   Shifting by the row's smallest distance d_min leaves p and H unchanged, and keeps
 //   sum_j e_j >= 1 in f32, where exp(-d * beta) alone underflows for wide data. (A pass of
-//   its own: inside `nearest`'s loop over its 8 rows, llvmpipe lost rows of this search.)
+//   its own: 8 rows of up to 100 x k steps in one invocation overrun llvmpipe's loop budget.)
 //
-// repulse: one invocation per REPULSE_ROWS points i (GROUPS groups of 4): repulse_i and
-//   z_i = sum_{j != i} w_ij, Z's share (Z needs every point: the update adds the shares).
+// repulse: one invocation per REPULSE_ROWS points i (GROUPS groups of 4) and slice of
+//   points j (the grid's y): repulse_i and z_i = sum_{j != i} w_ij, Z's share, over the
+//   slice (Z needs every point: the update adds the shares and the slices).
 //
 // attract: one invocation per point i, over its row of P (CSR, 4 entries per step):
 //   attract_i and, with params.with_kl, kl_i = sum_j p_ij log(w_ij), for
 //   KL(P||Q) = sum p log p - sum_i kl_i + (sum p) log Z (the host adds the first term).
 //
 // update: ONE workgroup for all points (the work is O(N), and one workgroup can sum Z).
-//   Z = sum_i z_i, then scikit-learn's _gradient_descent for each coordinate:
+//   Z = sum_i z_i (all slices), then scikit-learn's _gradient_descent for each coordinate:
 //   g = 4 (attract - repulse / Z); gain += 0.2 where the last step and g differ in sign,
 //   else gain *= 0.8, at least 0.01; step = momentum * step - learning_rate * gain * g;
 //   y += step. With params.reset, step starts at 0 and gain at 1 (a new phase). With
 //   params.apply = 0 it only sums Z and the KL shares (the final evaluation).
 //
-// What is fast on llvmpipe shapes these passes: a load whose address differs between
+// llvmpipe shapes these passes. It ends every loop of an invocation, silently, once 65,535
+// loop steps (all loops together) have run (Mesa's LP_MAX_TGSI_LOOP_ITERATIONS): hence the
+// slices of `nearest` and `repulse`, sized by the host to stay within it (a single pass over
+// 5,000 candidates kept the wrong neighbours). A load whose address differs between
 // invocations costs ~10-30 ns, while one that is the same for all (y_j in a loop over j)
 // is nearly free. So `repulse` keeps 32 rows' sums in registers against each y_j (6x faster
 // than 1 row), and rows past N are clamped to the last point and not written. `attract`
@@ -52,12 +57,14 @@
 //   1 neighbours [N,k] u32 (written), 2 row [N,k] f32 (written: the distances), 3 params.
 // calibrate bindings: 0 row [N,k] (read-write: distances in, p_{j|i} out), 1 params.
 // repulse bindings: 0 positions [ceil(N/2)*2, 2] as vec4s (two points each; the padding is
-//   0), 1 the same buffer as vec2s, 2 repulsion [N,4] (written: repulse_i, z_i, 0), 3 params.
+//   0), 1 the same buffer as vec2s, 2 repulsion [slices,N,4] (written: repulse_i, z_i, 0 of
+//   each slice), 3 params.
 // attract bindings: 0 positions as vec2s, 1 row_start [N+1] u32 (multiples of 4), 2 columns
 //   [nnz] u32, 3 values [nnz] f32 (p_ij, summing to 1; each row padded to a multiple of 4
 //   entries with p = 0), 4 attraction [N,4] (written: attract_i, kl_i, 0), 5 params.
-// update bindings: 0 positions [N,2] (read-write), 1 attraction [N,4], 2 repulsion [N,4],
-//   3 state [N,4] (read-write: step, gain), 4 stats [2] (written: Z, sum_i kl_i), 5 params.
+// update bindings: 0 positions [N,2] (read-write), 1 attraction [N,4], 2 repulsion
+//   [slices,N,4], 3 state [N,4] (read-write: step, gain), 4 stats [2] (written: Z and
+//   sum_i kl_i), 5 params.
 
 override WORKGROUP: u32 = 8;
 // The update's single workgroup; a power of two (its sums are a tree).
@@ -82,10 +89,15 @@ struct AffinityParams {
   k: u32,
   // log(perplexity): the entropy each row must have.
   log_perplexity: f32,
+  // nearest: the candidates j of this dispatch; the heaps start empty when j_begin is 0.
+  j_begin: u32,
+  j_end: u32,
 }
 
 struct RepulseParams {
   n: u32,
+  // Points j per slice (even); slice s of the grid's y covers j in [s * slice, (s + 1) * slice).
+  slice: u32,
 }
 
 struct AttractParams {
@@ -97,6 +109,8 @@ struct AttractParams {
 
 struct UpdateParams {
   n: u32,
+  // Slices of `repulse`: partial sums to add.
+  slices: u32,
   momentum: f32,
   learning_rate: f32,
   // 1 on the first iteration of a phase: step 0, gain 1.
@@ -238,10 +252,12 @@ fn nearest(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
   }
   let rows0 = four(first, n);
   let rows1 = four(first + 4u, n);
-  for (var i = first; i < min(first + AFFINITY_ROWS, n); i++) {
-    for (var s = 0u; s < k; s++) {
-      row[i * k + s] = FLOAT_MAX;
-      neighbours[i * k + s] = i;
+  if (affinity_params.j_begin == 0u) {
+    for (var i = first; i < min(first + AFFINITY_ROWS, n); i++) {
+      for (var s = 0u; s < k; s++) {
+        row[i * k + s] = FLOAT_MAX;
+        neighbours[i * k + s] = i;
+      }
     }
   }
   // Up to 16 dimensions, the 8 rows' coordinates stay in registers: named, not an array,
@@ -260,9 +276,13 @@ fn nearest(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
   // 1. The k nearest: a candidate closer than a row's root replaces it and sinks into place.
   // far0, far1: each row's root; -1 for rows past N, so that nothing ever enters them.
   let ids = vec4u(0u, 1u, 2u, 3u);
-  var far0 = select(vec4f(FLOAT_MAX), vec4f(-1.0), vec4u(first) + ids >= vec4u(n));
-  var far1 = select(vec4f(FLOAT_MAX), vec4f(-1.0), vec4u(first + 4u) + ids >= vec4u(n));
-  for (var j = 0u; j < n; j++) {
+  let root0 = rows0 * k;
+  let root1 = rows1 * k;
+  var far0 = vec4f(row[root0.x], row[root0.y], row[root0.z], row[root0.w]);
+  var far1 = vec4f(row[root1.x], row[root1.y], row[root1.z], row[root1.w]);
+  far0 = select(far0, vec4f(-1.0), vec4u(first) + ids >= vec4u(n));
+  far1 = select(far1, vec4f(-1.0), vec4u(first + 4u) + ids >= vec4u(n));
+  for (var j = affinity_params.j_begin; j < affinity_params.j_end; j++) {
     var d0 = vec4f(0.0);
     var d1 = vec4f(0.0);
     let at = j * quads;
@@ -321,9 +341,12 @@ fn calibrate(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
 }
 
 @compute @workgroup_size(WORKGROUP)
-fn repulse(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let first = (gid.x + gid.y * groups.x * WORKGROUP) * REPULSE_ROWS;
+fn repulse(@builtin(global_invocation_id) gid: vec3u) {
+  let first = gid.x * REPULSE_ROWS;
   let n = repulse_params.n;
+  let slice = gid.y;
+  let j_begin = slice * repulse_params.slice;
+  let j_end = min(n, j_begin + repulse_params.slice);
   if (first >= n) {
     return;
   }
@@ -339,11 +362,12 @@ fn repulse(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
     py[a] = vec4f(y0.y, y1.y, y2.y, y3.y);
   }
 
-  // Two points j per load. j == i adds w = 1 to z (taken off below) and 0 to the repulsion.
+  // Two points j per load (slices hold an even count). j == i adds w = 1 to z (taken off
+  // below) and 0 to the repulsion.
   var z: array<vec4f, GROUPS>;
   var rx: array<vec4f, GROUPS>;
   var ry: array<vec4f, GROUPS>;
-  for (var j = 0u; j < n; j += 2u) {
+  for (var j = j_begin; j < j_end; j += 2u) {
     let pair = positions[j / 2u];
     // An odd N's last vec4 holds one point: its second half counts for nothing.
     let second = select(0.0, 1.0, j + 1u < n);
@@ -365,7 +389,9 @@ fn repulse(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
     for (var m = 0u; m < 4u; m++) {
       let i = first + 4u * a + m;
       if (i < n) {
-        repulsion[i] = vec4f(rx[a][m], ry[a][m], z[a][m] - 1.0, 0.0);
+        // The pair j == i, in the slice that holds i, added 1 to z.
+        let own = select(0.0, 1.0, i >= j_begin && i < j_end);
+        repulsion[slice * n + i] = vec4f(rx[a][m], ry[a][m], z[a][m] - own, 0.0);
       }
     }
   }
@@ -406,7 +432,10 @@ fn update(@builtin(local_invocation_index) t: u32) {
   let n = update_params.n;
   var sum = vec2f(0.0);
   for (var i = t; i < n; i += UPDATE_WORKGROUP) {
-    sum += vec2f(update_repulsion[i].z, update_attraction[i].z);
+    for (var slice = 0u; slice < update_params.slices; slice++) {
+      sum.x += update_repulsion[slice * n + i].z;
+    }
+    sum.y += update_attraction[i].z;
   }
   partial[t] = sum;
   workgroupBarrier();
@@ -425,7 +454,11 @@ fn update(@builtin(local_invocation_index) t: u32) {
   }
   let z = max(total.x, 1e-30);
   for (var i = t; i < n; i += UPDATE_WORKGROUP) {
-    let g = 4.0 * (update_attraction[i].xy - update_repulsion[i].xy / z);
+    var push = vec2f(0.0);
+    for (var slice = 0u; slice < update_params.slices; slice++) {
+      push += update_repulsion[slice * n + i].xy;
+    }
+    let g = 4.0 * (update_attraction[i].xy - push / z);
     var s = state[i];
     if (update_params.reset != 0u) {
       s = vec4f(0.0, 0.0, 1.0, 1.0);

@@ -15,6 +15,7 @@ import { relu } from "./layers/relu.ts";
 import { sigmoid, tanh } from "./layers/activation.ts";
 import { avgPool2d, maxPool2d } from "./layers/pool2d.ts";
 import { conv2dTable, LECUN_C3_TABLE } from "./layers/conv2d_table.ts";
+import { conv2dAsLinear } from "./layers/conv2d_as_linear.ts";
 import { layoutParams, type ParamLayout } from "./params.ts";
 import { checked, numel, type Op, type Runtime, type Tensor, tensor, view } from "./runtime.ts";
 
@@ -120,8 +121,9 @@ function choice(table: Record<string, () => Layer>, name: string, what: string):
  *
  * The border is written by the data gather (Model.pad = 2, zeros after normalization), so
  * features.0 is Conv2d(1, 6, 5) on a 32x32 input: the same function and the same state_dict
- * as PyTorch's Conv2d(1, 6, 5, padding=2) on the 28x28 image, and the faster of the two here
- * (bench/lenet5_bench.ts).
+ * as PyTorch's Conv2d(1, 6, 5, padding=2) on the 28x28 image, at the same speed here
+ * (bench/lenet5_bench.ts). C5, whose 5x5 kernel covers its 5x5 input, runs as the matrix
+ * product it is (lib/layers/conv2d_as_linear.ts), with Conv2d's parameters.
  *
  * @example
  * ```ts
@@ -140,7 +142,7 @@ export function lenet5(options: ModelOptions = {}): Model {
     ["features.3", c3()],
     ["features.4", act()],
     ["features.5", pool()],
-    ["features.6", conv2d({ inChannels: 16, outChannels: 120, kernelSize: 5 })],
+    ["features.6", conv2dAsLinear({ inChannels: 16, outChannels: 120, kernelSize: 5 })],
     ["features.7", act()],
     ["classifier.0", flatten()],
     ["classifier.1", linear(120, 84)],

@@ -47,6 +47,17 @@ const UPDATE_WORKGROUP = 256;
 /** Points per invocation of `nearest` and `repulse` (constants in the kernel). */
 const AFFINITY_ROWS = 8;
 const REPULSE_ROWS = 32;
+/** Up to this many dimensions `nearest` keeps in registers (MAX_QUADS in the kernel). */
+const CACHED_DIMS = 16;
+/**
+ * llvmpipe ends every loop of a shader once 65,535 iterations, all loops together, have run
+ * in one invocation (Mesa's LP_MAX_TGSI_LOOP_ITERATIONS), silently. So the long loops are cut:
+ * `nearest` takes its candidates in slices (one dispatch each) and `repulse` its points j
+ * (a grid dimension, partial sums added by `update`), each within this budget with room.
+ */
+const LOOP_BUDGET = 60000;
+/** Points j per slice of `repulse`: SLICE / 2 loop steps (two points per step). */
+const SLICE = 8192;
 const KERNEL = "tsne.wgsl";
 /** scikit-learn's _N_ITER_CHECK: how often progress (and the KL) is reported. */
 const PROGRESS_EVERY = 50;
@@ -207,7 +218,7 @@ export interface Affinities {
 }
 
 /**
- * The conditional affinities on the GPU (two dispatches, then a readback): each point's
+ * The conditional affinities on the GPU (one submit, then a readback): each point's
  * k nearest neighbours by squared euclidean distance and p_{j|i} with the precision found by
  * bisection to match log(perplexity) (scikit-learn's _binary_search_perplexity).
  *
@@ -222,7 +233,7 @@ export async function tsneAffinities(
   options: { n: number; dim: number; perplexity: number },
 ): Promise<Affinities> {
   const program = await affinityProgram(rt, data, options);
-  submit(rt, [program.nearest, program.calibrate]);
+  submit(rt, [...program.nearest, program.calibrate]);
   const result = {
     k: program.k,
     neighbours: await readbackU32(rt, program.neighbours),
@@ -232,15 +243,15 @@ export async function tsneAffinities(
   return result;
 }
 
-/** The buffers and the two dispatches of {@linkcode tsneAffinities}. */
+/** The buffers and the dispatches of {@linkcode tsneAffinities}. */
 export interface AffinityProgram {
   k: number;
   /** [n, k] u32: each row's neighbours. */
   neighbours: Tensor;
   /** [n, k]: the distances after `nearest`, p_{j|i} after `calibrate`. */
   row: Tensor;
-  /** Finds the k nearest neighbours (rewrites `neighbours` and `row`). */
-  nearest: Op;
+  /** Finds the k nearest neighbours (rewrites `neighbours` and `row`), a slice each. */
+  nearest: Op[];
   /** Turns `row`'s distances into probabilities, in place. */
   calibrate: Op;
   destroy(): void;
@@ -252,7 +263,7 @@ export interface AffinityProgram {
  * @example
  * ```ts ignore
  * const program = await affinityProgram(rt, data, { n, dim, perplexity: 30 });
- * submit(rt, [program.nearest, program.calibrate]);
+ * submit(rt, [...program.nearest, program.calibrate]);
  * ```
  */
 export async function affinityProgram(
@@ -262,6 +273,14 @@ export async function affinityProgram(
 ): Promise<AffinityProgram> {
   const { n, dim, perplexity } = options;
   const k = neighbourCount(n, perplexity);
+  // `calibrate` runs up to 100 bisection steps of k each: within llvmpipe's loop budget.
+  if (rt.isFallback && 102 * k > LOOP_BUDGET) {
+    throw new Error(
+      `tsne: perplexity ${perplexity} keeps ${k} neighbours a point; on a software adapter ` +
+        `(llvmpipe) the bisection allows at most ${Math.floor(LOOP_BUDGET / 102)} (perplexity ` +
+        `${Math.floor((LOOP_BUDGET / 102 - 1) / 3)})`,
+    );
+  }
   const limit = rt.device.limits.maxStorageBufferBindingSize;
   if (n * Math.max(Math.ceil(dim / 4) * 4, k) * 4 > limit) {
     throw new Error(
@@ -277,30 +296,42 @@ export async function affinityProgram(
   upload(rt, x, padded);
   const neighbours = tensor(rt, [n, k], { dtype: "u32", label: "tsne neighbours" });
   const row = tensor(rt, [n, k], { label: "tsne conditional" });
-  const params = uniform(rt, "tsne affinities", {
-    n,
-    quads,
-    k,
-    "f32:log_perplexity": Math.log(perplexity),
-  });
+  // Loop steps per candidate, at most: the candidate loop, the uncached dimensions, the
+  // loop over the 8 rows and a sift down each heap.
+  const levels = Math.ceil(Math.log2(k + 1));
+  const perCandidate = 1 + (dim > CACHED_DIMS ? quads : 0) + AFFINITY_ROWS * (1 + levels);
+  const slice = Math.max(1, Math.floor((LOOP_BUDGET - AFFINITY_ROWS * k) / perCandidate));
+  const uniforms: GPUBuffer[] = [];
+  const params = (jBegin: number) => {
+    const u = uniform(rt, "tsne affinities", {
+      n,
+      quads,
+      k,
+      "f32:log_perplexity": Math.log(perplexity),
+      j_begin: jBegin,
+      j_end: Math.min(n, jBegin + slice),
+    });
+    uniforms.push(u.buffer);
+    return u;
+  };
   const [nearestK, calibrateK] = await Promise.all([
     kernel(rt, KERNEL, "nearest", { WORKGROUP }),
     kernel(rt, KERNEL, "calibrate", { WORKGROUP }),
   ]);
+  const nearest: Op[] = [];
+  for (let jBegin = 0; jBegin < n; jBegin += slice) {
+    const bindings = [x, neighbours, row, params(jBegin)];
+    nearest.push(op(rt, nearestK, bindings, grid(Math.ceil(n / AFFINITY_ROWS), WORKGROUP)));
+  }
   return {
     k,
     neighbours,
     row,
-    nearest: op(
-      rt,
-      nearestK,
-      [x, neighbours, row, params],
-      grid(Math.ceil(n / AFFINITY_ROWS), WORKGROUP),
-    ),
-    calibrate: op(rt, calibrateK, [row, params], grid(n, WORKGROUP)),
+    nearest,
+    calibrate: op(rt, calibrateK, [row, params(0)], grid(n, WORKGROUP)),
     destroy: () => {
       for (const t of [x, neighbours, row]) t.buffer.destroy();
-      params.buffer.destroy();
+      for (const b of uniforms) b.destroy();
     },
   };
 }
@@ -389,7 +420,7 @@ export interface TsneProgram {
   positions: Tensor;
   /** [n, 4]: attract_i (exaggerated), kl_i and 0, from the last `attract`. */
   attraction: Tensor;
-  /** [n, 4]: repulse_i, z_i and 0, from the last `repulse`. */
+  /** [slices, n, 4]: repulse_i, z_i and 0 over each slice of 8,192 points j. */
   repulsion: Tensor;
   /** [n, 4]: the last step and the gains of each coordinate. */
   state: Tensor;
@@ -442,8 +473,9 @@ export async function tsneProgram(
   const rowStart = tensor(rt, [n + 1], { dtype: "u32", label: "tsne row_start" });
   const columns = tensor(rt, [nnz], { dtype: "u32", label: "tsne columns" });
   const values = tensor(rt, [nnz], { label: "tsne values" });
+  const slices = Math.ceil(n / SLICE);
   const attraction = tensor(rt, [n, 4], { label: "tsne attraction" });
-  const repulsion = tensor(rt, [n, 4], { label: "tsne repulsion" });
+  const repulsion = tensor(rt, [slices, n, 4], { label: "tsne repulsion" });
   const state = tensor(rt, [n, 4], { label: "tsne state" });
   const stats = tensor(rt, [2], { label: "tsne stats" });
   const start = new Float32Array(positions.size);
@@ -457,13 +489,11 @@ export async function tsneProgram(
     kernel(rt, KERNEL, "attract", { WORKGROUP }),
     kernel(rt, KERNEL, "update", { UPDATE_WORKGROUP }),
   ]);
-  const repulseU = uniform(rt, "tsne repulse", { n });
-  const repulseOp = op(
-    rt,
-    repulseK,
-    [positions, positions, repulsion, repulseU],
-    grid(Math.ceil(n / REPULSE_ROWS), WORKGROUP),
-  );
+  const repulseU = uniform(rt, "tsne repulse", { n, slice: SLICE });
+  const repulseOp = op(rt, repulseK, [positions, positions, repulsion, repulseU], [
+    Math.ceil(n / REPULSE_ROWS / WORKGROUP),
+    slices,
+  ]);
   const uniforms: GPUBuffer[] = [];
   const made = new Map<string, Op>();
   const memo = (key: string, make: () => Op) => {
@@ -486,6 +516,7 @@ export async function tsneProgram(
     memo(`u${momentum}:${learningRate}:${reset}:${apply}`, () => {
       const u = uniform(rt, "tsne update", {
         n,
+        slices,
         "f32:momentum": momentum,
         "f32:learning_rate": learningRate,
         reset: reset ? 1 : 0,

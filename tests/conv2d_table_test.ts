@@ -381,7 +381,14 @@ Deno.test("conv2d_table kernels index over a 2-D grid of workgroups", gpuTest, a
   submit(rt, [
     op(rt, await k("forward", { WORKGROUP: 64, KERNEL: 5 }), [x, w, b, y, table, u], [4, 4]),
     op(rt, await k("backward_input", { WORKGROUP: 64, KERNEL: 5 }), [dy, w, dx, table, u], [3, 3]),
-    op(rt, await k("backward_weight", { WORKGROUP: 64, KERNEL: 5, SPLIT: 8 }), [x, dy, dw, db, table, u], [
+    op(rt, await k("backward_weight", { WORKGROUP: 64, KERNEL: 5, SPLIT: 8 }), [
+      x,
+      dy,
+      dw,
+      db,
+      table,
+      u,
+    ], [
       7,
       6,
     ]),

@@ -82,6 +82,76 @@ Deno.test(
   () => checkAffinities(37, 70, 5),
 );
 
+Deno.test(
+  "tsne nearest keeps the exact k nearest past llvmpipe's loop budget (3,000 points, 4 slices)",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const n = 3000, dim = 3, perplexity = 30;
+    const { data } = clustered(5, { n, dim, clusters: 6, spread: 0.8 });
+    const { k, neighbours } = await tsneAffinities(rt, data, { n, dim, perplexity });
+    for (const i of [0, 1, 7, 8, 1499, 2991, 2999]) {
+      const d = Array.from({ length: n }, (_, j) => {
+        let s = 0;
+        for (let c = 0; c < dim; c++) s += (data[i * dim + c] - data[j * dim + c]) ** 2;
+        return s;
+      });
+      const expected = Array.from(d.keys()).filter((j) => j !== i).sort((a, b) => d[a] - d[b])
+        .slice(0, k);
+      const mine = new Set(neighbours.subarray(i * k, (i + 1) * k));
+      const missing = expected.filter((j) => !mine.has(j));
+      if (missing.length > 0) throw new Error(`row ${i}: misses neighbours ${missing.slice(0, 5)}`);
+    }
+  },
+);
+
+Deno.test(
+  "tsne repulse sums every point j across its slices (20,001 points: 3 slices)",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const n = 20001;
+    const rng = random(3);
+    const y = Float32Array.from({ length: 2 * n }, () => 10 * rng.normal());
+    // P: a ring, each point's one neighbour the next (only the repulsion is checked here).
+    const joint = {
+      n,
+      rowStart: Uint32Array.from({ length: n + 1 }, (_, i) => i),
+      columns: Uint32Array.from({ length: n }, (_, i) => (i + 1) % n),
+      values: new Float32Array(n).fill(1 / n),
+      entropyTerm: Math.log(1 / n),
+      total: 1,
+    };
+    const program = await tsneProgram(rt, joint, y);
+    submit(rt, program.evaluate());
+    const repulsion = await readback(rt, program.repulsion);
+    program.destroy();
+    const slices = repulsion.length / (4 * n);
+    if (slices !== 3) throw new Error(`${slices} slices`);
+    const rows = [0, 1, 4095, 8191, 8192, 16384, n - 1];
+    const actual: number[] = [], expected: number[] = [];
+    for (const i of rows) {
+      const sums = [0, 0, 0];
+      for (let j = 0; j < n; j++) {
+        if (j === i) continue;
+        const dx = y[2 * i] - y[2 * j], dy = y[2 * i + 1] - y[2 * j + 1];
+        const w = 1 / (1 + dx * dx + dy * dy);
+        sums[0] += w * w * dx;
+        sums[1] += w * w * dy;
+        sums[2] += w;
+      }
+      expected.push(...sums);
+      for (let c = 0; c < 3; c++) {
+        let s = 0;
+        for (let slice = 0; slice < slices; slice++) s += repulsion[4 * (slice * n + i) + c];
+        actual.push(s);
+      }
+    }
+    // f32 sums of 20,000 terms (the repulsion's terms of both signs, ~1e-4 of the largest).
+    assertClose(actual, expected, { atol: 1e-4, rtol: 1e-4 }, "repulse and z over all slices");
+  },
+);
+
 Deno.test("tsne joint P merges the pairs both points keep, as the dense reference", () => {
   const n = 60, dim = 5, perplexity = 4;
   const { data } = clustered(3, { n, dim, clusters: 3, spread: 0.5 });

@@ -6,13 +6,16 @@
  * @module
  */
 
-import { grid, kernel, op, type Op, uniform } from "../runtime.ts";
+import { grid, kernel, op, type Op, type Tensor, type Uniform, uniform, view } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "./layer.ts";
 
-/** Invocations per workgroup, for every entry point. */
+/** Invocations per workgroup. */
 const WORKGROUP = 64;
-/** Outputs per invocation of the fast kernels: 8 channels x 8 pixels (or 8 columns). */
-const BLOCK = 8;
+/**
+ * backward_weight has few invocations (one per 16x16 block of dw): small workgroups spread
+ * them over the CPU's threads (llvmpipe runs a workgroup on one thread).
+ */
+const WEIGHT_WORKGROUP = 8;
 
 /** What a Conv2d layer is. */
 export interface Conv2dOptions {
@@ -90,14 +93,46 @@ export function conv2d(options: Conv2dOptions): Layer {
   };
 }
 
+/** The smallest power of two that covers ceil(n / 4) quads, at most `most`. */
+function quadsFor(n: number, most: number): number {
+  let q = 1;
+  while (q * 4 < n && q < most) q *= 2;
+  return q;
+}
+
+/** Floats of a uniform binding (64 KiB, WebGPU's default limit) = the WGSL arrays' size. */
+const UNIFORM_FLOATS = 16384;
+
 /**
- * Lanes of backward_weight that split the reduction of one 8x8 block over the N*P rows of
- * dy: as many as keep each lane at least 4 rows, up to the whole workgroup.
+ * The stage buffer of the fast kernels: the weights in forward's order (wf) and in
+ * backward_input's order (wb), each in a region of at least 64 KiB so that a uniform binding
+ * of that size always fits. Zero-filled at creation: the padding channels stay 0.
  */
-function splitFor(rows: number): number {
-  let split = 1;
-  while (split < WORKGROUP && rows / (split * 2) >= 4) split *= 2;
-  return split;
+function stageBuffer(rt: LayerContext["rt"], sizes: { wf: number; wb: number }) {
+  const region = (floats: number) => Math.ceil(Math.max(floats, UNIFORM_FLOATS) / 64) * 64;
+  const total = region(sizes.wf) + region(sizes.wb);
+  const buffer = rt.device.createBuffer({
+    label: "conv2d staged weights",
+    size: total * 4,
+    // UNIFORM on top of tensor()'s usages: read as a uniform buffer when it fits.
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC |
+      GPUBufferUsage.COPY_DST,
+  });
+  const all: Tensor = {
+    buffer,
+    shape: [total],
+    dtype: "f32",
+    offset: 0,
+    size: total,
+    label: "conv2d staged weights",
+  };
+  const wbAt = region(sizes.wf);
+  return {
+    wf: view(all, 0, [region(sizes.wf)], "conv2d wf"),
+    wb: view(all, wbAt, [region(sizes.wb)], "conv2d wb"),
+    wfWindow: view(all, 0, [UNIFORM_FLOATS], "conv2d wf (uniform)"),
+    wbWindow: view(all, wbAt, [UNIFORM_FLOATS], "conv2d wb (uniform)"),
+  };
 }
 
 // x [N,C,H,W], weight [K,C,R,R], bias [K] -> y [N,K,P,Q]
@@ -135,36 +170,74 @@ async function build(
     out_height: outHeight,
     out_width: outWidth,
   });
-  const blocks = (n: number) => Math.ceil(n / BLOCK);
-  const columns = channels * kernelSize * kernelSize;
-  const split = splitFor(batch * outHeight);
-  const file = config.naive ? "conv2d_naive.wgsl" : "conv2d.wgsl";
-  const [forwardK, inputK, weightK] = await Promise.all([
-    kernel(rt, file, "forward", { WORKGROUP }),
-    kernel(rt, file, "backward_input", { WORKGROUP }),
-    kernel(rt, file, "backward_weight", config.naive ? { WORKGROUP } : { WORKGROUP, SPLIT: split }),
+  if (config.naive) return buildNaive(ctx, u);
+  const quads = (n: number) => Math.ceil(n / 4);
+  const rr = kernelSize * kernelSize;
+  const columns = channels * rr;
+  const staged = stageBuffer(rt, {
+    wf: columns * quads(outChannels) * 4,
+    wb: outChannels * rr * quads(channels) * 4,
+  });
+  // Channels per invocation: up to 32 (8 quads) in forward and backward_input; up to 16 x 16
+  // (dw) in backward_weight, whose every load is a storage load.
+  const forwardQuads = quadsFor(outChannels, 8);
+  const inputQuads = quadsFor(channels, 8);
+  const weightQuads = { K_QUADS: quadsFor(outChannels, 4), COL_QUADS: quadsFor(columns, 4) };
+  const [stageK, forwardK, inputK, weightK] = await Promise.all([
+    kernel(rt, "conv2d.wgsl", "stage_weights", { WORKGROUP }),
+    kernel(rt, "conv2d.wgsl", "forward", {
+      WORKGROUP,
+      QUADS: forwardQuads,
+      UNIFORM_WEIGHTS: columns * quads(outChannels) * 4 <= UNIFORM_FLOATS ? 1 : 0,
+    }),
+    kernel(rt, "conv2d.wgsl", "backward_input", {
+      WORKGROUP,
+      QUADS: inputQuads,
+      UNIFORM_WEIGHTS: outChannels * rr * quads(channels) * 4 <= UNIFORM_FLOATS ? 1 : 0,
+    }),
+    kernel(rt, "conv2d.wgsl", "backward_weight", { WORKGROUP: WEIGHT_WORKGROUP, ...weightQuads }),
   ]);
-  // Invocations of each entry point (backward_weight: 8x8 blocks of SPLIT lanes each).
-  const counts = config.naive
-    ? {
-      forward: grid(y.size, WORKGROUP),
-      input: grid(x.size, WORKGROUP),
-      weight: grid(outChannels * columns + outChannels, WORKGROUP),
-    }
-    : {
-      forward: grid(blocks(batch * outHeight * outWidth) * blocks(outChannels), WORKGROUP),
-      input: grid(
-        blocks(batch * Math.ceil(height / stride) * Math.ceil(width / stride)) *
-          stride * stride * blocks(channels),
-        WORKGROUP,
-      ),
-      // The bias gradient is one more column of the weight gradient's matrix.
-      weight: grid(blocks(columns + 1) * blocks(outChannels), WORKGROUP / split),
-    };
+  const pixelQuads = quads(batch * outHeight * outWidth);
+  const phasePixelQuads = quads(batch * Math.ceil(height / stride) * Math.ceil(width / stride));
 
-  const forward = op(rt, forwardK, [x, params.weight, params.bias, y, u], counts.forward);
+  // stage_weights runs before every forward: backward_input reads what it staged.
+  const stage = op(rt, stageK, [params.weight, staged.wf, staged.wb, u], grid(outChannels * columns, WORKGROUP));
+  const forward = op(
+    rt,
+    forwardK,
+    [x, staged.wfWindow, staged.wf, params.bias, y, u],
+    grid(pixelQuads * Math.ceil(quads(outChannels) / forwardQuads), WORKGROUP),
+  );
   const backward: Op[] = [];
-  if (dx) backward.push(op(rt, inputK, [dy, params.weight, dx, u], counts.input));
-  backward.push(op(rt, weightK, [x, dy, grads.weight, grads.bias, u], counts.weight));
+  if (dx) {
+    const count = phasePixelQuads * stride * stride * Math.ceil(quads(channels) / inputQuads);
+    backward.push(
+      op(rt, inputK, [dy, staged.wbWindow, staged.wb, dx, u], grid(count, WORKGROUP)),
+    );
+  }
+  const weightCount = Math.ceil(columns / (4 * weightQuads.COL_QUADS)) *
+    Math.ceil(outChannels / (4 * weightQuads.K_QUADS));
+  backward.push(
+    op(rt, weightK, [x, dy, grads.weight, grads.bias, u], grid(weightCount, WEIGHT_WORKGROUP)),
+  );
+  return { train: [stage, forward], eval: [stage, forward], backward };
+}
+
+// The plain kernels: one invocation per output element.
+async function buildNaive(ctx: LayerContext, u: Uniform): Promise<LayerOps> {
+  const { rt, x, y, dy, dx, params, grads } = ctx;
+  const [outChannels, channels, kernelSize] = params.weight.shape;
+  const [forwardK, inputK, weightK] = await Promise.all([
+    kernel(rt, "conv2d_naive.wgsl", "forward", { WORKGROUP }),
+    kernel(rt, "conv2d_naive.wgsl", "backward_input", { WORKGROUP }),
+    kernel(rt, "conv2d_naive.wgsl", "backward_weight", { WORKGROUP }),
+  ]);
+  const weights = outChannels * channels * kernelSize * kernelSize;
+  const forward = op(rt, forwardK, [x, params.weight, params.bias, y, u], grid(y.size, WORKGROUP));
+  const backward: Op[] = [];
+  if (dx) backward.push(op(rt, inputK, [dy, params.weight, dx, u], grid(dx.size, WORKGROUP)));
+  backward.push(
+    op(rt, weightK, [x, dy, grads.weight, grads.bias, u], grid(weights + outChannels, WORKGROUP)),
+  );
   return { train: [forward], eval: [forward], backward };
 }
