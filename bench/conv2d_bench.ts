@@ -3,7 +3,8 @@
  * (its backward has no dx: it reads the image), conv2 16->32 k4 s2 on 13x13. Each entry point
  * of kernels/conv2d.wgsl (forward counts the conv alone; stage_weights, which runs before it,
  * is timed on its own), beside the plain kernels/conv2d_naive.wgsl it must beat, and the
- * layer's whole forward and backward op lists.
+ * layer's whole forward and backward op lists. The fast rows record 100 calls per submit, the
+ * naive ones 1 (each call also carries its share of the ~10 ms wait for the queue).
  * @module
  */
 
@@ -38,23 +39,33 @@ function benchLayer(name: string, x: number[], options: Conv2dOptions, withDx: b
   const fast: Pick[] = [
     { name: "stage_weights", ops: (o) => [o.train[0]], flops: 0 },
     { name: "forward", ops: (o) => [o.train[1]], flops: 1 },
-    ...(withDx ? [{ name: "backward_input", ops: (o: LayerOps) => [o.backward[0]], flops: 1 }] : []),
+    ...(withDx
+      ? [{ name: "backward_input", ops: (o: LayerOps) => [o.backward[0]], flops: 1 }]
+      : []),
     { name: "backward_weight", ops: (o) => [o.backward.at(-1)!], flops: 1 },
     { name: "layer forward (2 dispatches)", ops: (o) => o.train, flops: 1 },
-    { name: `layer backward (${withDx ? 2 : 1} dispatches)`, ops: (o) => o.backward, flops: withDx ? 2 : 1 },
+    {
+      name: `layer backward (${withDx ? 2 : 1} dispatches)`,
+      ops: (o) => o.backward,
+      flops: withDx ? 2 : 1,
+    },
   ];
   const naive: Pick[] = [
     { name: "forward", ops: (o) => [o.train[0]], flops: 1 },
-    ...(withDx ? [{ name: "backward_input", ops: (o: LayerOps) => [o.backward[0]], flops: 1 }] : []),
+    ...(withDx
+      ? [{ name: "backward_input", ops: (o: LayerOps) => [o.backward[0]], flops: 1 }]
+      : []),
     { name: "backward_weight", ops: (o) => [o.backward.at(-1)!], flops: 1 },
   ];
   for (const [kernels, picks] of [["fast", fast], ["naive", naive]] as const) {
     for (const pick of picks) {
       gpuBench(`${name} ${pick.name} (${kernels})`, rt, async (rt) => {
         const { ops, flops } = await layerOps(rt, x, { ...options, kernels }, withDx);
-        const work = pick.flops ? { flops: flops * pick.flops } : { bytes: 8 * options.outChannels * options.inChannels * options.kernelSize ** 2 * 3 / 2 };
+        // stage_weights reads each weight once and writes it twice.
+        const weights = options.outChannels * options.inChannels * options.kernelSize ** 2;
+        const work = pick.flops ? { flops: flops * pick.flops } : { bytes: 12 * weights };
         return { ops: pick.ops(ops), work };
-      }, { group: name, repeat: kernels === "naive" ? 4 : 20 });
+      }, { group: name, repeat: kernels === "naive" ? 1 : 100 });
     }
   }
 }

@@ -12,16 +12,17 @@
 // (n,h,w) index; blocks that run past the end of a dimension compute on clamped indices and
 // store nothing there.
 //
-// Why the weights are staged: on llvmpipe (Mesa 22) every storage-buffer load is a loop over
-// the SIMD lanes with a bounds check per lane, ~20x dearer than a uniform-buffer load (a
-// gather). stage_weights copies w once per forward into two layouts with 4 channels side by
+// Why the weights are staged: on llvmpipe (Mesa 22) a storage-buffer load is a loop over the
+// SIMD lanes with a bounds check and a branch per lane, about 15 times dearer per float than
+// a uniform-buffer load (a gather; 50 times for a vec4), and loads, not arithmetic, set the
+// pace. stage_weights copies w once per forward into two layouts with 4 channels side by
 // side, which forward and backward_input read as vec4 from a uniform binding when they fit in
-// 64 KiB (from a storage binding otherwise, UNIFORM_WEIGHTS = false). Then only the x (or dy)
-// loads are dear, and each feeds 4 * QUADS channels. On a GPU the same reads are
-// workgroup-uniform, which its constant cache serves well.
+// 64 KiB (from a storage binding otherwise: UNIFORM_WEIGHTS = false). Then only the x (or dy)
+// loads are dear, each feeds 4 * QUADS channels, and those of pixels in the padding are
+// skipped. On a GPU the weight reads are workgroup-uniform: its constant cache serves them.
 // Accumulators and index vectors are written out by four (no local arrays or vectors indexed
 // by a variable): GLSL lowers such indexing to chains of conditionals.
-//
+
 // bindings (per entry point, numbered from 0 in the order listed):
 //   stage_weights:   w [K,C,R,R] (storage), wf [CRR, K4*4], wb [K*RR, C4*4] (views of the
 //                    stage buffer, zero-filled once so that the padding channels read 0), params

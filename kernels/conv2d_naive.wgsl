@@ -115,8 +115,9 @@ fn backward_input(
 @group(0) @binding(3) var<storage, read_write> wdb: array<f32>;
 @group(0) @binding(4) var<uniform> wparams: Params;
 
-// backward_weight: one invocation = dw[k,c,r,s] = sum_n,p,q dy[n,k,p,q] * x[n,c,p*S+r-pad,q*S+s-pad]
-// for i < K*C*R*R, then one invocation = db[k] = sum_n,p,q dy[n,k,p,q] for the last K.
+// backward_weight: invocation i < K*C*R*R computes
+// dw[k,c,r,s] = sum_n,p,q dy[n,k,p,q] * x[n,c,p*S+r-pad,q*S+s-pad],
+// and each of the last K invocations db[k] = sum_n,p,q dy[n,k,p,q].
 @compute @workgroup_size(WORKGROUP)
 fn backward_weight(
   @builtin(global_invocation_id) gid: vec3u,

@@ -5,7 +5,7 @@
 //   dC/dy_i = 4 sum_j (a p_ij - q_ij) w_ij (y_i - y_j) = 4 (attract_i - repulse_i / Z),
 //   attract_i = a sum_{j in row i} p_ij w_ij (y_i - y_j)    (the kept pairs of P only)
 //   repulse_i = sum_{j != i} w_ij^2 (y_i - y_j)              (all pairs: O(N) per point)
-// Six entry points, two to set up and three per iteration:
+// Four entry points, two to set up and two per iteration:
 //
 // nearest: one invocation per AFFINITY_ROWS points i (two groups of 4): the k nearest
 //   neighbours j != i of each by squared distance d_ij = |x_i - x_j|^2, kept in a max-heap
@@ -21,13 +21,14 @@
 //   sum_j e_j >= 1 in f32, where exp(-d * beta) alone underflows for wide data. (A pass of
 //   its own: 8 rows of up to 100 x k steps in one invocation overrun llvmpipe's loop budget.)
 //
-// repulse: one invocation per REPULSE_ROWS points i (GROUPS groups of 4) and slice of
-//   points j (the grid's y): repulse_i and z_i = sum_{j != i} w_ij, Z's share, over the
-//   slice (Z needs every point: the update adds the shares and the slices).
-//
-// attract: one invocation per point i, over its row of P (CSR, 4 entries per step):
-//   attract_i and, with params.with_kl, kl_i = sum_j p_ij log(w_ij), for
-//   KL(P||Q) = sum p log p - sum_i kl_i + (sum p) log Z (the host adds the first term).
+// gradient: two kinds of workgroups in one dispatch (so that they share the cores, and an
+//   iteration pays for one dispatch less: 10% here).
+//   - the first params.repulse_groups: one invocation per REPULSE_ROWS points i (GROUPS
+//     groups of 4) and slice of points j: repulse_i and z_i = sum_{j != i} w_ij, Z's
+//     share, over the slice (Z needs every point: `update` adds the shares and slices);
+//   - the rest: one invocation per point i, over its row of P (CSR, 4 entries per step):
+//     attract_i and, with params.with_kl, kl_i = sum_j p_ij log(w_ij), for
+//     KL(P||Q) = sum p log p - sum_i kl_i + (sum p) log Z (the host adds the first term).
 //
 // update: ONE workgroup for all points (the work is O(N), and one workgroup can sum Z).
 //   Z = sum_i z_i (all slices), then scikit-learn's _gradient_descent for each coordinate:
@@ -38,30 +39,29 @@
 //
 // llvmpipe shapes these passes. It ends every loop of an invocation, silently, once 65,535
 // loop steps (all loops together) have run (Mesa's LP_MAX_TGSI_LOOP_ITERATIONS): hence the
-// slices of `nearest` and `repulse`, sized by the host to stay within it (a single pass over
-// 5,000 candidates kept the wrong neighbours). A load whose address differs between
-// invocations costs ~10-30 ns, while one that is the same for all (y_j in a loop over j)
-// is nearly free. So `repulse` keeps 32 rows' sums in registers against each y_j (6x faster
-// than 1 row), and rows past N are clamped to the last point and not written. `attract`
-// cannot avoid its per-row loads (~25 ns a pair of P, 70% of an iteration at N = 1,000);
-// one row per invocation spreads it evenly over the cores (fused into `repulse`, whose 32
-// rows leave N = 1,000 only 4 workgroups, an iteration took 20% longer).
+// slices of `nearest` and of the repulsion, sized by the host to stay within it (a single
+// pass over 5,000 candidates kept the wrong neighbours). A load whose address differs
+// between invocations costs ~10-30 ns, while one that is the same for all (y_j in a loop
+// over j) is nearly free. So the repulsion keeps 32 rows' sums in registers against each
+// y_j (6x faster than 1 row); rows past N are clamped to the last point and not written.
+// The attraction cannot avoid its per-row loads (~25 ns a pair of P, 70% of an iteration
+// at N = 1,000); one row per invocation spreads them evenly over the cores (in the
+// repulsion's invocations, 32 rows each, an iteration took 20% longer).
 //
 // Index legend: i a point an invocation owns, j another point, a a group of 4 rows, m the
 // row within a group (a vec4 holds one value of each of the 4 rows), s a slot 0..k-1 of a
 // neighbour row, e a vec4 of entries of the CSR arrays, q a group of 4 input dimensions,
-// t invocation in the update's workgroup. Flat invocation index
+// t invocation in a workgroup, w the workgroup. Flat invocation index (nearest, calibrate)
 // gid.x + gid.y * num_workgroups.x * WORKGROUP (a 2-D grid).
 //
 // nearest bindings: 0 data [N,Q*4] (each point's D values, zero-padded to Q*4),
 //   1 neighbours [N,k] u32 (written), 2 row [N,k] f32 (written: the distances), 3 params.
 // calibrate bindings: 0 row [N,k] (read-write: distances in, p_{j|i} out), 1 params.
-// repulse bindings: 0 positions [ceil(N/2)*2, 2] as vec4s (two points each; the padding is
-//   0), 1 the same buffer as vec2s, 2 repulsion [slices,N,4] (written: repulse_i, z_i, 0 of
-//   each slice), 3 params.
-// attract bindings: 0 positions as vec2s, 1 row_start [N+1] u32 (multiples of 4), 2 columns
-//   [nnz] u32, 3 values [nnz] f32 (p_ij, summing to 1; each row padded to a multiple of 4
-//   entries with p = 0), 4 attraction [N,4] (written: attract_i, kl_i, 0), 5 params.
+// gradient bindings: 0 positions [ceil(N/2)*2, 2] as vec4s (two points each; the padding
+//   is 0), 1 the same buffer as vec2s, 2 row_start [N+1] u32 (multiples of 4), 3 columns
+//   [nnz] u32, 4 values [nnz] f32 (p_ij, summing to 1; each row padded to a multiple of 4
+//   entries with p = 0), 5 repulsion [slices,N,4] (written: repulse_i, z_i, 0 of each
+//   slice), 6 attraction [N,4] (written: attract_i, kl_i, 0), 7 params.
 // update bindings: 0 positions [N,2] (read-write), 1 attraction [N,4], 2 repulsion
 //   [slices,N,4], 3 state [N,4] (read-write: step, gain), 4 stats [2] (written: Z and
 //   sum_i kl_i), 5 params.
@@ -70,7 +70,7 @@ override WORKGROUP: u32 = 8;
 // The update's single workgroup; a power of two (its sums are a tree).
 override UPDATE_WORKGROUP: u32 = 256;
 
-// Rows per invocation: nearest 2 groups of 4, repulse GROUPS groups of 4.
+// Rows per invocation: nearest 2 groups of 4, the repulsion GROUPS groups of 4.
 const AFFINITY_ROWS = 8u;
 const GROUPS = 8u;
 const REPULSE_ROWS = 32u;
@@ -94,14 +94,12 @@ struct AffinityParams {
   j_end: u32,
 }
 
-struct RepulseParams {
+struct GradientParams {
   n: u32,
-  // Points j per slice (even); slice s of the grid's y covers j in [s * slice, (s + 1) * slice).
+  // Points j per slice (even): slice s covers j in [s * slice, (s + 1) * slice).
   slice: u32,
-}
-
-struct AttractParams {
-  n: u32,
+  // Workgroups of the repulsion (blocks x slices); the rest compute the attraction.
+  repulse_groups: u32,
   exaggeration: f32,
   // 1 to compute the KL shares kl_i as well.
   with_kl: u32,
@@ -109,7 +107,7 @@ struct AttractParams {
 
 struct UpdateParams {
   n: u32,
-  // Slices of `repulse`: partial sums to add.
+  // Slices of the repulsion: partial sums to add.
   slices: u32,
   momentum: f32,
   learning_rate: f32,
@@ -129,20 +127,16 @@ struct UpdateParams {
 @group(0) @binding(0) var<storage, read_write> conditional: array<f32>;
 @group(0) @binding(1) var<uniform> calibrate_params: AffinityParams;
 
-// repulse
+// gradient
 @group(0) @binding(0) var<storage, read> positions: array<vec4f>;
 // The same buffer as `positions`, one point at a time (a vec4 gather costs 2.5x a vec2's).
 @group(0) @binding(1) var<storage, read> points: array<vec2f>;
-@group(0) @binding(2) var<storage, read_write> repulsion: array<vec4f>;
-@group(0) @binding(3) var<uniform> repulse_params: RepulseParams;
-
-// attract
-@group(0) @binding(0) var<storage, read> neighbour_points: array<vec2f>;
-@group(0) @binding(1) var<storage, read> row_start: array<u32>;
-@group(0) @binding(2) var<storage, read> columns: array<vec4u>;
-@group(0) @binding(3) var<storage, read> values: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> attraction: array<vec4f>;
-@group(0) @binding(5) var<uniform> attract_params: AttractParams;
+@group(0) @binding(2) var<storage, read> row_start: array<u32>;
+@group(0) @binding(3) var<storage, read> columns: array<vec4u>;
+@group(0) @binding(4) var<storage, read> values: array<vec4f>;
+@group(0) @binding(5) var<storage, read_write> repulsion: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> attraction: array<vec4f>;
+@group(0) @binding(7) var<uniform> gradient_params: GradientParams;
 
 // update
 @group(0) @binding(0) var<storage, read_write> moving: array<vec2f>;
@@ -340,13 +334,11 @@ fn calibrate(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
   }
 }
 
-@compute @workgroup_size(WORKGROUP)
-fn repulse(@builtin(global_invocation_id) gid: vec3u) {
-  let first = gid.x * REPULSE_ROWS;
-  let n = repulse_params.n;
-  let slice = gid.y;
-  let j_begin = slice * repulse_params.slice;
-  let j_end = min(n, j_begin + repulse_params.slice);
+// Repulsion and z of the REPULSE_ROWS points from `first`, over the points j of `slice`.
+fn repulse(first: u32, slice: u32) {
+  let n = gradient_params.n;
+  let j_begin = slice * gradient_params.slice;
+  let j_end = min(n, j_begin + gradient_params.slice);
   if (first >= n) {
     return;
   }
@@ -397,34 +389,48 @@ fn repulse(@builtin(global_invocation_id) gid: vec3u) {
   }
 }
 
-@compute @workgroup_size(WORKGROUP)
-fn attract(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let i = gid.x + gid.y * groups.x * WORKGROUP;
-  if (i >= attract_params.n) {
+// Attraction and KL share of point i over its row of P.
+fn attract(i: u32) {
+  if (i >= gradient_params.n) {
     return;
   }
-  let yi = neighbour_points[i];
+  let yi = points[i];
   var ax = vec4f(0.0);
   var ay = vec4f(0.0);
   var kl = vec4f(0.0);
   for (var e = row_start[i] / 4u; e < row_start[i + 1u] / 4u; e++) {
     let j = columns[e];
     let p = values[e];
-    let y0 = neighbour_points[j.x];
-    let y1 = neighbour_points[j.y];
-    let y2 = neighbour_points[j.z];
-    let y3 = neighbour_points[j.w];
+    let y0 = points[j.x];
+    let y1 = points[j.y];
+    let y2 = points[j.z];
+    let y3 = points[j.w];
     let dx = yi.x - vec4f(y0.x, y1.x, y2.x, y3.x);
     let dy = yi.y - vec4f(y0.y, y1.y, y2.y, y3.y);
     let w = 1.0 / (1.0 + dx * dx + dy * dy);
     ax += p * w * dx;
     ay += p * w * dy;
-    if (attract_params.with_kl != 0u) {
+    if (gradient_params.with_kl != 0u) {
       kl += p * log(w);
     }
   }
   let one = vec4f(1.0);
-  attraction[i] = vec4f(attract_params.exaggeration * vec2f(dot(ax, one), dot(ay, one)), dot(kl, one), 0.0);
+  attraction[i] = vec4f(gradient_params.exaggeration * vec2f(dot(ax, one), dot(ay, one)), dot(kl, one), 0.0);
+}
+
+// One dispatch for both parts of the gradient: workgroups [0, repulse_groups) compute the
+// repulsion (block w % blocks over slice w / blocks), the rest the attraction, so that both
+// share the cores and an iteration pays for one dispatch less.
+@compute @workgroup_size(WORKGROUP)
+fn gradient(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
+  let w = wid.x;
+  let repulse_groups = gradient_params.repulse_groups;
+  if (w < repulse_groups) {
+    let blocks = (gradient_params.n + REPULSE_ROWS * WORKGROUP - 1u) / (REPULSE_ROWS * WORKGROUP);
+    repulse(((w % blocks) * WORKGROUP + t) * REPULSE_ROWS, w / blocks);
+  } else {
+    attract((w - repulse_groups) * WORKGROUP + t);
+  }
 }
 
 @compute @workgroup_size(UPDATE_WORKGROUP)

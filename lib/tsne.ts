@@ -9,8 +9,9 @@
  *   row's precision by bisection to the perplexity (`calibrate`).
  * - CPU, once: P = (P_cond + P_cond^T) / sum, kept sparse (CSR, at most 2Nk pairs: 7 MB at
  *   N = 10,000, where the dense P would take 400 MB); the PCA of the data (O(N D^2)).
- * - GPU, per iteration: three dispatches, `repulse` (O(N^2): every pair, for Z and the
- *   repulsion), `attract` (the kept pairs of P) and `update` (sums Z, applies the step).
+ * - GPU, per iteration: two dispatches, `gradient` (O(N^2): every pair for Z and the
+ *   repulsion, and the kept pairs of P for the attraction) and `update` (sums Z, applies
+ *   the step).
  *   All iterations go in one submit; nothing is read back until the end (or every 50
  *   iterations when `onProgress` is given).
  *
@@ -40,11 +41,11 @@ import {
 } from "./runtime.ts";
 import { random } from "./random.ts";
 
-// Small workgroups: on llvmpipe a workgroup runs on one core, and at N = 1,000 `repulse`
-// has only 32 invocations (of 32 points each); 8 still spreads them over the cores.
+// Small workgroups: on llvmpipe a workgroup runs on one core, and at N = 1,000 the
+// repulsion has only 32 invocations (of 32 points each); 8 still spreads them over the cores.
 const WORKGROUP = 8;
 const UPDATE_WORKGROUP = 256;
-/** Points per invocation of `nearest` and `repulse` (constants in the kernel). */
+/** Points per invocation of `nearest` and of the repulsion (constants in the kernel). */
 const AFFINITY_ROWS = 8;
 const REPULSE_ROWS = 32;
 /** Up to this many dimensions `nearest` keeps in registers (MAX_QUADS in the kernel). */
@@ -52,11 +53,11 @@ const CACHED_DIMS = 16;
 /**
  * llvmpipe ends every loop of a shader once 65,535 iterations, all loops together, have run
  * in one invocation (Mesa's LP_MAX_TGSI_LOOP_ITERATIONS), silently. So the long loops are cut:
- * `nearest` takes its candidates in slices (one dispatch each) and `repulse` its points j
- * (a grid dimension, partial sums added by `update`), each within this budget with room.
+ * `nearest` takes its candidates in slices (one dispatch each) and the repulsion its points j
+ * (partial sums, added by `update`), each within this budget with room.
  */
 const LOOP_BUDGET = 60000;
-/** Points j per slice of `repulse`: SLICE / 2 loop steps (two points per step). */
+/** Points j per slice of the repulsion: SLICE / 2 loop steps (two points per step). */
 const SLICE = 8192;
 const KERNEL = "tsne.wgsl";
 /** scikit-learn's _N_ITER_CHECK: how often progress (and the KL) is reported. */
@@ -418,7 +419,7 @@ export function jointProbabilities(rows: Affinities, options: { n: number }): Jo
 export interface TsneProgram {
   /** [2 * ceil(n / 2), 2]: the current embedding (rows past n are padding). */
   positions: Tensor;
-  /** [n, 4]: attract_i (exaggerated), kl_i and 0, from the last `attract`. */
+  /** [n, 4]: attract_i (exaggerated), kl_i and 0, from the last `gradient`. */
   attraction: Tensor;
   /** [slices, n, 4]: repulse_i, z_i and 0 over each slice of 8,192 points j. */
   repulsion: Tensor;
@@ -426,7 +427,7 @@ export interface TsneProgram {
   state: Tensor;
   /** [2]: Z and sum_i kl_i of the last update pass. */
   stats: Tensor;
-  /** The three dispatches of one iteration (made once per distinct setting). */
+  /** The two dispatches of one iteration (made once per distinct setting). */
   iteration(setting: IterationSetting): Op[];
   /** Gradient with the KL shares and a sum that moves nothing: the KL of the positions. */
   evaluate(): Op[];
@@ -468,7 +469,7 @@ export async function tsneProgram(
   // kernel's vec4 loads.
   const padded = padRows(joint);
   const nnz = padded.values.length;
-  // Whole vec4s (two points each) for `repulse`'s loads; the padding stays 0.
+  // Whole vec4s (two points each) for the repulsion's loads; the padding stays 0.
   const positions = tensor(rt, [2 * Math.ceil(n / 2), 2], { label: "tsne positions" });
   const rowStart = tensor(rt, [n + 1], { dtype: "u32", label: "tsne row_start" });
   const columns = tensor(rt, [nnz], { dtype: "u32", label: "tsne columns" });
@@ -484,15 +485,9 @@ export async function tsneProgram(
   upload(rt, rowStart, padded.rowStart);
   upload(rt, columns, padded.columns);
   upload(rt, values, padded.values);
-  const [repulseK, attractK, updateK] = await Promise.all([
-    kernel(rt, KERNEL, "repulse", { WORKGROUP }),
-    kernel(rt, KERNEL, "attract", { WORKGROUP }),
+  const [gradientK, updateK] = await Promise.all([
+    kernel(rt, KERNEL, "gradient", { WORKGROUP }),
     kernel(rt, KERNEL, "update", { UPDATE_WORKGROUP }),
-  ]);
-  const repulseU = uniform(rt, "tsne repulse", { n, slice: SLICE });
-  const repulseOp = op(rt, repulseK, [positions, positions, repulsion, repulseU], [
-    Math.ceil(n / REPULSE_ROWS / WORKGROUP),
-    slices,
   ]);
   const uniforms: GPUBuffer[] = [];
   const made = new Map<string, Op>();
@@ -501,16 +496,21 @@ export async function tsneProgram(
     if (!o) made.set(key, o = make());
     return o;
   };
-  const attractOp = (exaggeration: number, withKl: boolean) =>
-    memo(`a${exaggeration}:${withKl}`, () => {
-      const u = uniform(rt, "tsne attract", {
+  // Workgroups: the repulsion's blocks of REPULSE_ROWS x WORKGROUP points, for each slice,
+  // then the attraction's rows, WORKGROUP a workgroup.
+  const repulseGroups = Math.ceil(n / (REPULSE_ROWS * WORKGROUP)) * slices;
+  const gradientOp = (exaggeration: number, withKl: boolean) =>
+    memo(`g${exaggeration}:${withKl}`, () => {
+      const u = uniform(rt, "tsne gradient", {
         n,
+        slice: SLICE,
+        repulse_groups: repulseGroups,
         "f32:exaggeration": exaggeration,
         with_kl: withKl ? 1 : 0,
       });
       uniforms.push(u.buffer);
-      const bindings = [positions, rowStart, columns, values, attraction, u];
-      return op(rt, attractK, bindings, grid(n, WORKGROUP));
+      const bindings = [positions, positions, rowStart, columns, values, repulsion, attraction, u];
+      return op(rt, gradientK, bindings, repulseGroups + Math.ceil(n / WORKGROUP));
     });
   const updateOp = (momentum: number, learningRate: number, reset: boolean, apply: boolean) =>
     memo(`u${momentum}:${learningRate}:${reset}:${apply}`, () => {
@@ -532,11 +532,10 @@ export async function tsneProgram(
     state,
     stats,
     iteration: (s) => [
-      repulseOp,
-      attractOp(s.exaggeration, s.withKl),
+      gradientOp(s.exaggeration, s.withKl),
       updateOp(s.momentum, s.learningRate, s.reset, true),
     ],
-    evaluate: () => [repulseOp, attractOp(1, true), updateOp(0, 0, false, false)],
+    evaluate: () => [gradientOp(1, true), updateOp(0, 0, false, false)],
     kl: async () => {
       const [z, sumKl] = await readback(rt, stats);
       return joint.entropyTerm - sumKl + joint.total * Math.log(z);
@@ -545,7 +544,7 @@ export async function tsneProgram(
       for (const t of [positions, rowStart, columns, values, attraction, repulsion, state, stats]) {
         t.buffer.destroy();
       }
-      for (const b of [repulseU.buffer, ...uniforms]) b.destroy();
+      for (const b of uniforms) b.destroy();
     },
   };
 }

@@ -208,7 +208,7 @@ Deno.test(
 );
 
 Deno.test(
-  "conv2d matches the reference when the stride skips or exceeds the kernel",
+  "conv2d matches the reference when the stride skips or exceeds the kernel, and for 1x1 kernels",
   gpuTest,
   async () => {
     for (const kernels of kinds) {
@@ -218,6 +218,9 @@ Deno.test(
       await checkAgainstReference({ x: [3, 4, 6, 9], k: 9, r: 3, stride: 2, padding: 2 }, kernels);
       // 1x1 kernel with padding: border outputs are bias only.
       await checkAgainstReference({ x: [2, 9, 4, 5], k: 7, r: 1, stride: 1, padding: 1 }, kernels);
+      // 20 input channels (backward_input's widest block, 3 quads past C); 3 columns of dw.
+      await checkAgainstReference({ x: [2, 20, 5, 6], k: 3, r: 1, stride: 1, padding: 0 }, kernels);
+      await checkAgainstReference({ x: [3, 3, 6, 6], k: 17, r: 1, stride: 2, padding: 1 }, kernels);
     }
   },
 );
@@ -248,13 +251,13 @@ Deno.test(
   "conv2d backward_weight matches the reference across several workgroups",
   gpuTest,
   async () => {
-    // The seed's two convolutions: dw blocks spread over many workgroups and long reductions.
+    // The seed's two convolutions: sums of 5,408 and 800 terms; conv2's dw over 4 workgroups.
     await checkAgainstReference({ x: [32, 1, 28, 28], k: 16, r: 4, stride: 2, padding: 0 }, "fast");
     await checkAgainstReference(
       { x: [32, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 },
       "fast",
     );
-    // 33 images: N*P rows not a multiple of any split; K and C*R*R+1 not multiples of 8.
+    // 33 images with padding; K = 13 and C*R*R = 27: blocks of dw cut at both ends.
     await checkAgainstReference({ x: [33, 3, 12, 12], k: 13, r: 3, stride: 1, padding: 1 }, "fast");
   },
 );
@@ -276,11 +279,21 @@ Deno.test("conv2d fast kernels match the naive ones and repeat bit for bit", gpu
   assertClose(first.db, naive.db, sumTolerance(32 * 25), "db fast vs naive");
 });
 
+/** Runs the eval forward of `kernels` on `data` and reads y back. */
+async function evalForward(c: Case, kernels: Kernels, data: Omit<Data, "dy">) {
+  const b = await bind(c, kernels);
+  upload(b.rt, b.x, data.x);
+  upload(b.rt, b.weight, data.weight);
+  upload(b.rt, b.bias, data.bias);
+  upload(b.rt, b.y, new Float32Array(b.y.size).fill(NaN));
+  submit(b.rt, b.ops.eval);
+  return await readback(b.rt, b.y);
+}
+
 Deno.test(
-  "conv2d eval forward covers a batch of 1000 past one row of workgroups",
+  "conv2d eval forward covers LeNet-5's first layer at a batch of 1000",
   gpuTest,
   async () => {
-    // LeNet-5's first layer in eval: the naive forward needs 73,500 workgroups (a 2-D grid).
     const c: Case = { x: [1000, 1, 28, 28], k: 6, r: 5, stride: 1, padding: 2 };
     const shape = shapeOf(c);
     const rng = random(3);
@@ -289,16 +302,31 @@ Deno.test(
       weight: floats(rng, numel(shape.weight)),
       bias: floats(rng, c.k),
     };
-    const want = conv2dForward(shape, data);
-    for (const kernels of kinds) {
-      const b = await bind(c, kernels);
-      upload(b.rt, b.x, data.x);
-      upload(b.rt, b.weight, data.weight);
-      upload(b.rt, b.bias, data.bias);
-      upload(b.rt, b.y, new Float32Array(b.y.size).fill(NaN));
-      submit(b.rt, b.ops.eval);
-      assertClose(await readback(b.rt, b.y), want, sumTolerance(25), `${kernels} eval y`);
+    const y = await evalForward(c, "fast", data);
+    // The reference for the first and the last images (each image is computed on its own).
+    const images = 3, plane = 28 * 28;
+    for (const first of [0, 1000 - images]) {
+      const part: Conv2dShape = { ...shape, x: [images, 1, 28, 28] };
+      const x = data.x.subarray(first * plane, (first + images) * plane);
+      const got = y.subarray(first * 6 * plane, (first + images) * 6 * plane);
+      assertClose(got, conv2dForward(part, { ...data, x }), sumTolerance(25), `y ${first}..`);
     }
+  },
+);
+
+Deno.test(
+  "conv2d naive forward runs past 65,535 workgroups in a row (2-D grid)",
+  gpuTest,
+  async () => {
+    // 4,194,304 + 2,048 outputs, one per invocation: 65,568 workgroups of 64, a second grid row.
+    // (The fast kernels index theirs the same way, with many outputs each: far below a row.)
+    const c: Case = { x: [1, 1, 2048, 2049], k: 1, r: 1, stride: 1, padding: 0 };
+    const shape = shapeOf(c);
+    const rng = random(4);
+    const data = { x: floats(rng, numel(c.x)), weight: floats(rng, 1), bias: floats(rng, 1) };
+    const y = await evalForward(c, "naive", data);
+    // One product and the bias: f32 rounding of each of the two operations.
+    assertClose(y, conv2dForward(shape, data), { atol: 1e-6, rtol: 1e-6 }, "naive y");
   },
 );
 

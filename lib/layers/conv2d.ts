@@ -1,12 +1,22 @@
 /**
- * Conv2d (PyTorch's semantics: square kernel, zero padding, bias): forward, then the
+ * Conv2d (PyTorch's semantics: square kernel, stride, zero padding, bias): forward, then the
  * backward to the input and to the weight and bias. Kernels: kernels/conv2d.wgsl (the fast,
  * register-blocked ones) and kernels/conv2d_naive.wgsl (the plain loops they are tested
- * against).
+ * against and must beat in bench/conv2d_bench.ts).
  * @module
  */
 
-import { grid, kernel, op, type Op, type Tensor, type Uniform, uniform, view } from "../runtime.ts";
+import {
+  grid,
+  kernel,
+  type Op,
+  op,
+  type Runtime,
+  type Tensor,
+  type Uniform,
+  uniform,
+  view,
+} from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "./layer.ts";
 
 /** Invocations per workgroup. */
@@ -16,6 +26,8 @@ const WORKGROUP = 64;
  * them over the CPU's threads (llvmpipe runs a workgroup on one thread).
  */
 const WEIGHT_WORKGROUP = 8;
+/** Floats of a uniform binding: WebGPU's default limit (64 KiB) = the WGSL arrays' size. */
+const UNIFORM_FLOATS = 16384;
 
 /** What a Conv2d layer is. */
 export interface Conv2dOptions {
@@ -33,8 +45,9 @@ export interface Conv2dOptions {
 /**
  * A Conv2d layer: x [N,C,H,W] -> y [N,K,P,Q] with P = floor((H + 2 pad - R) / stride) + 1.
  * Parameters (PyTorch names): `weight` [K,C,R,R] and `bias` [K], both uniform in
- * +-1/sqrt(C*R*R). One dispatch forward; backward is one for dx (when a layer below needs
- * it) and one that writes both the weight and the bias gradient.
+ * +-1/sqrt(C*R*R). Forward is two dispatches (stage the weights, convolve); backward is one
+ * for dx (when a layer below needs it) and one that writes both dweight and dbias.
+ * Backward reads the weights its step's forward staged: run train (or eval) first.
  *
  * @example
  * ```ts
@@ -44,21 +57,15 @@ export interface Conv2dOptions {
  */
 export function conv2d(options: Conv2dOptions): Layer {
   const { inChannels, outChannels, kernelSize } = options;
-  const config = {
-    inChannels,
-    outChannels,
-    kernelSize,
-    stride: options.stride ?? 1,
-    padding: options.padding ?? 0,
-    naive: options.kernels === "naive",
-  };
-  for (const [name, value] of Object.entries(config)) {
-    if (typeof value === "number" && !(Number.isInteger(value) && value >= 0)) {
-      throw new Error(`Conv2d: ${name} = ${value} is not a non-negative integer`);
+  const stride = options.stride ?? 1;
+  const padding = options.padding ?? 0;
+  for (const [name, value] of Object.entries({ inChannels, outChannels, kernelSize, stride })) {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new Error(`Conv2d: ${name} = ${value} is not a positive integer`);
     }
   }
-  if (inChannels < 1 || outChannels < 1 || kernelSize < 1 || config.stride < 1) {
-    throw new Error(`Conv2d: channels, kernel size and stride must be >= 1`);
+  if (!Number.isInteger(padding) || padding < 0) {
+    throw new Error(`Conv2d: padding = ${padding} is not a non-negative integer`);
   }
   const bound = 1 / Math.sqrt(inChannels * kernelSize * kernelSize);
   const outputShape = (input: number[]): number[] => {
@@ -66,10 +73,11 @@ export function conv2d(options: Conv2dOptions): Layer {
     if (input.length !== 4 || c !== inChannels) {
       throw new Error(`Conv2d(${inChannels}, ${outChannels}): input [${input}] is not [N,C,H,W]`);
     }
-    const side = (size: number) =>
-      Math.floor((size + 2 * config.padding - kernelSize) / config.stride) + 1;
+    const side = (size: number) => Math.floor((size + 2 * padding - kernelSize) / stride) + 1;
     if (side(h) < 1 || side(w) < 1) {
-      throw new Error(`Conv2d: input [${input}] is smaller than the ${kernelSize}x${kernelSize} kernel`);
+      throw new Error(
+        `Conv2d: input [${input}] is smaller than the ${kernelSize}x${kernelSize} kernel`,
+      );
     }
     return [n, outChannels, side(h), side(w)];
   };
@@ -89,134 +97,151 @@ export function conv2d(options: Conv2dOptions): Layer {
       const [n, k, p, q] = outputShape(input);
       return 2 * n * k * p * q * inChannels * kernelSize * kernelSize;
     },
-    build: (ctx) => build(ctx, { ...config, outputShape }),
+    build: (ctx) => {
+      const [batch, , height, width] = ctx.x.shape;
+      const y = outputShape(ctx.x.shape);
+      if (ctx.y.shape.join() !== y.join() || ctx.dy.shape.join() !== y.join()) {
+        throw new Error(`Conv2d: y [${ctx.y.shape}] and dy [${ctx.dy.shape}] are not [${y}]`);
+      }
+      const dims: Dims = {
+        batch,
+        inChannels,
+        height,
+        width,
+        outChannels,
+        kernelSize,
+        stride,
+        padding,
+        outHeight: y[2],
+        outWidth: y[3],
+      };
+      return options.kernels === "naive" ? buildNaive(ctx, dims) : buildFast(ctx, dims);
+    },
   };
 }
 
-/** The smallest power of two that covers ceil(n / 4) quads, at most `most`. */
-function quadsFor(n: number, most: number): number {
-  let q = 1;
-  while (q * 4 < n && q < most) q *= 2;
-  return q;
+/** The sizes of one built convolution. */
+interface Dims {
+  batch: number;
+  inChannels: number;
+  height: number;
+  width: number;
+  outChannels: number;
+  kernelSize: number;
+  stride: number;
+  padding: number;
+  outHeight: number;
+  outWidth: number;
 }
 
-/** Floats of a uniform binding (64 KiB, WebGPU's default limit) = the WGSL arrays' size. */
-const UNIFORM_FLOATS = 16384;
+/** The kernels' uniform: fields as in the WGSL struct Params, in its order. */
+function params(rt: Runtime, d: Dims): Uniform {
+  return uniform(rt, "conv2d", {
+    batch: d.batch,
+    in_channels: d.inChannels,
+    height: d.height,
+    width: d.width,
+    out_channels: d.outChannels,
+    kernel_size: d.kernelSize,
+    stride: d.stride,
+    padding: d.padding,
+    out_height: d.outHeight,
+    out_width: d.outWidth,
+  });
+}
+
+/** The smallest power of two of quads (4 channels) that covers n, at most `most`. */
+function quadsFor(n: number, most: number): number {
+  let quads = 1;
+  while (quads * 4 < n && quads < most) quads *= 2;
+  return quads;
+}
 
 /**
  * The stage buffer of the fast kernels: the weights in forward's order (wf) and in
  * backward_input's order (wb), each in a region of at least 64 KiB so that a uniform binding
- * of that size always fits. Zero-filled at creation: the padding channels stay 0.
+ * of that size always fits in it. Zero-filled at creation, so the padding channels read 0.
+ * Made here rather than with tensor() because it is also a UNIFORM buffer.
  */
-function stageBuffer(rt: LayerContext["rt"], sizes: { wf: number; wb: number }) {
-  const region = (floats: number) => Math.ceil(Math.max(floats, UNIFORM_FLOATS) / 64) * 64;
-  const total = region(sizes.wf) + region(sizes.wb);
+function stageBuffer(rt: Runtime, floats: { wf: number; wb: number }) {
+  const region = (n: number) => Math.ceil(Math.max(n, UNIFORM_FLOATS) / 64) * 64;
+  const total = region(floats.wf) + region(floats.wb);
+  const label = "conv2d staged weights";
   const buffer = rt.device.createBuffer({
-    label: "conv2d staged weights",
+    label,
     size: total * 4,
-    // UNIFORM on top of tensor()'s usages: read as a uniform buffer when it fits.
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC |
       GPUBufferUsage.COPY_DST,
   });
-  const all: Tensor = {
-    buffer,
-    shape: [total],
-    dtype: "f32",
-    offset: 0,
-    size: total,
-    label: "conv2d staged weights",
-  };
-  const wbAt = region(sizes.wf);
+  const all: Tensor = { buffer, shape: [total], dtype: "f32", offset: 0, size: total, label };
+  const wbAt = region(floats.wf);
   return {
-    wf: view(all, 0, [region(sizes.wf)], "conv2d wf"),
-    wb: view(all, wbAt, [region(sizes.wb)], "conv2d wb"),
-    wfWindow: view(all, 0, [UNIFORM_FLOATS], "conv2d wf (uniform)"),
-    wbWindow: view(all, wbAt, [UNIFORM_FLOATS], "conv2d wb (uniform)"),
+    wf: view(all, 0, [region(floats.wf)], "conv2d wf"),
+    wb: view(all, wbAt, [region(floats.wb)], "conv2d wb"),
+    wfUniform: view(all, 0, [UNIFORM_FLOATS], "conv2d wf (uniform)"),
+    wbUniform: view(all, wbAt, [UNIFORM_FLOATS], "conv2d wb (uniform)"),
   };
 }
 
-// x [N,C,H,W], weight [K,C,R,R], bias [K] -> y [N,K,P,Q]
-// dy [N,K,P,Q], weight -> dx [N,C,H,W];  dy, x -> dweight [K,C,R,R], dbias [K]
-async function build(
-  ctx: LayerContext,
-  config: {
-    inChannels: number;
-    outChannels: number;
-    kernelSize: number;
-    stride: number;
-    padding: number;
-    naive: boolean;
-    outputShape: (input: number[]) => number[];
-  },
-): Promise<LayerOps> {
-  const { rt, x, y, dy, dx, params, grads } = ctx;
-  const [batch, channels, height, width] = x.shape;
-  const [, outChannels, outHeight, outWidth] = config.outputShape(x.shape);
-  const expected = [batch, outChannels, outHeight, outWidth];
-  if (y.shape.join() !== expected.join() || dy.shape.join() !== expected.join()) {
-    throw new Error(`Conv2d: y [${y.shape}] and dy [${dy.shape}] are not [${expected}]`);
-  }
-  const { kernelSize, stride, padding } = config;
-  // Fields as in the WGSL struct Params, in its order.
-  const u = uniform(rt, "conv2d", {
-    batch,
-    in_channels: channels,
-    height,
-    width,
-    out_channels: outChannels,
-    kernel_size: kernelSize,
-    stride,
-    padding,
-    out_height: outHeight,
-    out_width: outWidth,
-  });
-  if (config.naive) return buildNaive(ctx, u);
+// forward:  x [N,C,H,W], weight [K,C,R,R], bias [K] -> y [N,K,P,Q]
+// backward: dy [N,K,P,Q], weight -> dx [N,C,H,W];  dy, x -> dweight [K,C,R,R], dbias [K]
+async function buildFast(ctx: LayerContext, d: Dims): Promise<LayerOps> {
+  const { rt, x, y, dy, dx, params: p, grads } = ctx;
+  const u = params(rt, d);
   const quads = (n: number) => Math.ceil(n / 4);
-  const rr = kernelSize * kernelSize;
-  const columns = channels * rr;
-  const staged = stageBuffer(rt, {
-    wf: columns * quads(outChannels) * 4,
-    wb: outChannels * rr * quads(channels) * 4,
-  });
+  const rr = d.kernelSize * d.kernelSize;
+  const columns = d.inChannels * rr;
+  const wfFloats = columns * quads(d.outChannels) * 4;
+  const wbFloats = d.outChannels * rr * quads(d.inChannels) * 4;
+  const staged = stageBuffer(rt, { wf: wfFloats, wb: wbFloats });
   // Channels per invocation: up to 32 (8 quads) in forward and backward_input; up to 16 x 16
-  // (dw) in backward_weight, whose every load is a storage load.
-  const forwardQuads = quadsFor(outChannels, 8);
-  const inputQuads = quadsFor(channels, 8);
-  const weightQuads = { K_QUADS: quadsFor(outChannels, 4), COL_QUADS: quadsFor(columns, 4) };
+  // (dw) in backward_weight, whose loads are all storage loads.
+  const forwardQuads = quadsFor(d.outChannels, 8);
+  const inputQuads = quadsFor(d.inChannels, 8);
+  const weightQuads = { K_QUADS: quadsFor(d.outChannels, 4), COL_QUADS: quadsFor(columns, 4) };
   const [stageK, forwardK, inputK, weightK] = await Promise.all([
     kernel(rt, "conv2d.wgsl", "stage_weights", { WORKGROUP }),
     kernel(rt, "conv2d.wgsl", "forward", {
       WORKGROUP,
       QUADS: forwardQuads,
-      UNIFORM_WEIGHTS: columns * quads(outChannels) * 4 <= UNIFORM_FLOATS ? 1 : 0,
+      UNIFORM_WEIGHTS: wfFloats <= UNIFORM_FLOATS ? 1 : 0,
     }),
     kernel(rt, "conv2d.wgsl", "backward_input", {
       WORKGROUP,
       QUADS: inputQuads,
-      UNIFORM_WEIGHTS: outChannels * rr * quads(channels) * 4 <= UNIFORM_FLOATS ? 1 : 0,
+      UNIFORM_WEIGHTS: wbFloats <= UNIFORM_FLOATS ? 1 : 0,
     }),
     kernel(rt, "conv2d.wgsl", "backward_weight", { WORKGROUP: WEIGHT_WORKGROUP, ...weightQuads }),
   ]);
-  const pixelQuads = quads(batch * outHeight * outWidth);
-  const phasePixelQuads = quads(batch * Math.ceil(height / stride) * Math.ceil(width / stride));
 
-  // stage_weights runs before every forward: backward_input reads what it staged.
-  const stage = op(rt, stageK, [params.weight, staged.wf, staged.wb, u], grid(outChannels * columns, WORKGROUP));
+  // Invocations: forward, 4 output pixels x 4*QUADS channels; backward_input, 4 input pixels
+  // of one phase (h mod S, w mod S) x 4*QUADS channels; backward_weight, one block of dw.
+  const pixelQuads = quads(d.batch * d.outHeight * d.outWidth);
+  const forwardCount = pixelQuads * Math.ceil(quads(d.outChannels) / forwardQuads);
+  const phasePixels = d.batch * Math.ceil(d.height / d.stride) * Math.ceil(d.width / d.stride);
+  const inputCount = quads(phasePixels) * d.stride * d.stride *
+    Math.ceil(quads(d.inChannels) / inputQuads);
+  const weightCount = Math.ceil(columns / (4 * weightQuads.COL_QUADS)) *
+    Math.ceil(d.outChannels / (4 * weightQuads.K_QUADS));
+
+  const stage = op(
+    rt,
+    stageK,
+    [p.weight, staged.wf, staged.wb, u],
+    grid(d.outChannels * columns, WORKGROUP),
+  );
   const forward = op(
     rt,
     forwardK,
-    [x, staged.wfWindow, staged.wf, params.bias, y, u],
-    grid(pixelQuads * Math.ceil(quads(outChannels) / forwardQuads), WORKGROUP),
+    [x, staged.wfUniform, staged.wf, p.bias, y, u],
+    grid(forwardCount, WORKGROUP),
   );
   const backward: Op[] = [];
   if (dx) {
-    const count = phasePixelQuads * stride * stride * Math.ceil(quads(channels) / inputQuads);
     backward.push(
-      op(rt, inputK, [dy, staged.wbWindow, staged.wb, dx, u], grid(count, WORKGROUP)),
+      op(rt, inputK, [dy, staged.wbUniform, staged.wb, dx, u], grid(inputCount, WORKGROUP)),
     );
   }
-  const weightCount = Math.ceil(columns / (4 * weightQuads.COL_QUADS)) *
-    Math.ceil(outChannels / (4 * weightQuads.K_QUADS));
   backward.push(
     op(rt, weightK, [x, dy, grads.weight, grads.bias, u], grid(weightCount, WEIGHT_WORKGROUP)),
   );
@@ -224,20 +249,20 @@ async function build(
 }
 
 // The plain kernels: one invocation per output element.
-async function buildNaive(ctx: LayerContext, u: Uniform): Promise<LayerOps> {
-  const { rt, x, y, dy, dx, params, grads } = ctx;
-  const [outChannels, channels, kernelSize] = params.weight.shape;
+async function buildNaive(ctx: LayerContext, d: Dims): Promise<LayerOps> {
+  const { rt, x, y, dy, dx, params: p, grads } = ctx;
+  const u = params(rt, d);
   const [forwardK, inputK, weightK] = await Promise.all([
     kernel(rt, "conv2d_naive.wgsl", "forward", { WORKGROUP }),
     kernel(rt, "conv2d_naive.wgsl", "backward_input", { WORKGROUP }),
     kernel(rt, "conv2d_naive.wgsl", "backward_weight", { WORKGROUP }),
   ]);
-  const weights = outChannels * channels * kernelSize * kernelSize;
-  const forward = op(rt, forwardK, [x, params.weight, params.bias, y, u], grid(y.size, WORKGROUP));
+  const weights = p.weight.size;
+  const forward = op(rt, forwardK, [x, p.weight, p.bias, y, u], grid(y.size, WORKGROUP));
   const backward: Op[] = [];
-  if (dx) backward.push(op(rt, inputK, [dy, params.weight, dx, u], grid(dx.size, WORKGROUP)));
+  if (dx) backward.push(op(rt, inputK, [dy, p.weight, dx, u], grid(dx.size, WORKGROUP)));
   backward.push(
-    op(rt, weightK, [x, dy, grads.weight, grads.bias, u], grid(weights + outChannels, WORKGROUP)),
+    op(rt, weightK, [x, dy, grads.weight, grads.bias, u], grid(weights + d.outChannels, WORKGROUP)),
   );
   return { train: [forward], eval: [forward], backward };
 }
