@@ -108,7 +108,7 @@ Deno.test(
     ]);
     if (trained.code !== 0) throw new Error(trained.stderr);
     for (
-      const line of ["Total trainable parameters: 61,706", "lenet5 (input)", "[32, 1, 32, 32]"]
+      const line of ["Total trainable parameters: 61,706", "lenet5 (input)", "[32, 6, 28, 28]"]
     ) {
       if (!trained.stdout.includes(line)) throw new Error(`no "${line}" in:\n${trained.stdout}`);
     }

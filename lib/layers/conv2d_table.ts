@@ -11,6 +11,13 @@
  * ([K, C, R, R]): a checkpoint with a table layer does not load into the seed's PyTorch
  * LeNet5 (load_state_dict reports a size mismatch); scattering each kernel to [k, c] of a
  * zero [K, C, R, R] weight gives the equal dense Conv2d.
+ *
+ * Speed: the table does 60/96 of the dense Conv2d's multiply-adds, which is what a GPU pays
+ * for. llvmpipe pays for storage loads instead (one costs many multiply-adds): each input
+ * value kernels/conv2d.wgsl loads feeds all 16 output maps, and it reads its weights
+ * through a uniform binding, while each input value these kernels load feeds one
+ * connection (an S2 map is read by 10) and their weights are storage loads; so there they
+ * take 2-4 times as long as the dense ones (bench/conv2d_table_bench.ts).
  * @module
  */
 
