@@ -44,6 +44,8 @@ const sum = rows.reduce((a, [, t]) => a + t, 0);
 console.log(`${rt.description}; batch ${batch}; ${ops.length} dispatches per step`);
 console.log("| kernel | ms | share of the sum |");
 console.log("|---|---:|---:|");
-for (const [name, t] of rows) console.log(`| ${name} | ${t.toFixed(3)} | ${(100 * t / sum).toFixed(1)}% |`);
+for (const [name, t] of rows) {
+  console.log(`| ${name} | ${t.toFixed(3)} | ${(100 * t / sum).toFixed(1)}% |`);
+}
 console.log(`| sum of the parts | ${sum.toFixed(3)} | |`);
 console.log(`| whole step | ${step.toFixed(3)} | ${(batch / step * 1000).toFixed(0)} images/s |`);

@@ -57,6 +57,8 @@ export interface PassResult {
 export interface Progress {
   done: number;
   total: number;
+  /** Images processed so far. */
+  images: number;
   loss: number;
   accuracy: number;
 }
