@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { runScript, syntheticData } from "./util/synthetic.ts";
+import { runScript, trainedRun } from "./util/synthetic.ts";
 import { readSafetensorsFile } from "../lib/io/files.ts";
 
 const cli = { sanitizeResources: false, sanitizeOps: false };
@@ -8,19 +8,7 @@ Deno.test(
   "embed writes the embeddings, labels and 2-D map of the first images, for logits and features",
   cli,
   async () => {
-    const dir = await Deno.makeTempDir();
-    await syntheticData(join(dir, "data"), { train: 120, test: 40 });
-    const run = join(dir, "run");
-    const trained = await runScript("train.ts", [
-      "--data",
-      join(dir, "data"),
-      "--epochs",
-      "1",
-      "--quiet",
-      "--out",
-      run,
-    ]);
-    if (trained.code !== 0) throw new Error(trained.stderr);
+    const { dir, run } = await trainedRun({ train: 120, test: 40 });
     for (const [layer, dim] of [["logits", 10], ["features", 32]] as const) {
       const args = [
         "--run",

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { runScript, syntheticData } from "./util/synthetic.ts";
+import { runScript, trainedRun } from "./util/synthetic.ts";
 import { evaluateLogits } from "../lib/metrics.ts";
 import { assertClose } from "./util/assert_close.ts";
 
@@ -26,19 +26,7 @@ Deno.test(
   "evaluate reports the accuracy train reported for the same checkpoint and writes its files",
   cli,
   async () => {
-    const dir = await Deno.makeTempDir();
-    await syntheticData(join(dir, "data"), { train: 160, test: 70 });
-    const run = join(dir, "run");
-    const trained = await runScript("train.ts", [
-      "--data",
-      join(dir, "data"),
-      "--epochs",
-      "1",
-      "--quiet",
-      "--out",
-      run,
-    ]);
-    if (trained.code !== 0) throw new Error(trained.stderr);
+    const { dir, run } = await trainedRun({ train: 160, test: 70 });
     // An eval batch that divides nothing: 70 test images in batches of 32, then 6.
     const r = await runScript("evaluate.ts", [
       "--run",

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { runScript, syntheticData } from "./util/synthetic.ts";
+import { trainedRun } from "./util/synthetic.ts";
 import { assertClose } from "./util/assert_close.ts";
 
 /** A python3 with torch: Debian's python3-torch lives in /usr/bin/python3. */
@@ -21,19 +21,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const dir = await Deno.makeTempDir();
-    await syntheticData(join(dir, "data"), { train: 160, test: 70 });
-    const run = join(dir, "run");
-    const trained = await runScript("train.ts", [
-      "--data",
-      join(dir, "data"),
-      "--epochs",
-      "1",
-      "--quiet",
-      "--out",
-      run,
-    ]);
-    if (trained.code !== 0) throw new Error(trained.stderr);
+    const { dir, run } = await trainedRun({ train: 160, test: 70 });
     const script = new URL("./pytorch/load_checkpoint.py", import.meta.url).pathname;
     const r = await new Deno.Command(python!, {
       args: [

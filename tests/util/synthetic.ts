@@ -47,3 +47,28 @@ export async function runScript(
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: output.code, stdout: text(output.stdout), stderr: text(output.stderr) };
 }
+
+/**
+ * A temp folder with synthetic data in `<dir>/data` and a 1-epoch run of train in `<dir>/run`
+ * (extra train options in `args`); throws with train's stderr when it fails.
+ */
+export async function trainedRun(
+  counts: { train: number; test: number },
+  args: string[] = [],
+): Promise<{ dir: string; data: string; run: string }> {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "data"), run = join(dir, "run");
+  await syntheticData(data, counts);
+  const trained = await runScript("train.ts", [
+    "--data",
+    data,
+    "--epochs",
+    "1",
+    "--quiet",
+    "--out",
+    run,
+    ...args,
+  ]);
+  if (trained.code !== 0) throw new Error(`train failed: ${trained.stderr}`);
+  return { dir, data, run };
+}
