@@ -8,14 +8,14 @@
  */
 
 import { gpuBench } from "./util.ts";
+import { benchData } from "./bench_data.ts";
 import { createRuntime, type Runtime, tensor, upload } from "../lib/runtime.ts";
 import { random } from "../lib/random.ts";
 import { gatherOp, uploadDataset } from "../lib/data_gpu.ts";
 import { createStepState } from "../lib/step_state.ts";
 import { conv2d } from "../lib/layers/conv2d.ts";
 import { lenet5, type ModelOptions } from "../lib/models.ts";
-import { createTrainer, type Split, type Trainer } from "../lib/train.ts";
-import { loadDataset } from "../lib/io/mnist.ts";
+import { createTrainer, type Trainer } from "../lib/train.ts";
 
 const rt = createRuntime("auto");
 const BATCH = 32, IMAGES = 60000;
@@ -78,20 +78,6 @@ for (const pad of [2, 0]) {
   }, { group });
 }
 
-async function data(): Promise<{ train: Split; test: Split }> {
-  try {
-    return await loadDataset("data", "mnist");
-  } catch {
-    const rng = random(1);
-    const split = (count: number) => ({
-      images: Uint8Array.from({ length: count * 784 }, () => rng.int(256)),
-      labels: Uint8Array.from({ length: count }, () => rng.int(10)),
-      count,
-    });
-    return { train: split(2048), test: split(512) };
-  }
-}
-
 const trainers = new Map<string, Promise<Trainer>>();
 function trainer(options: ModelOptions): Promise<Trainer> {
   const key = JSON.stringify(options);
@@ -99,7 +85,7 @@ function trainer(options: ModelOptions): Promise<Trainer> {
     trainers.set(
       key,
       (async () =>
-        createTrainer(await rt, lenet5(options), await data(), {
+        createTrainer(await rt, lenet5(options), await benchData(), {
           batchSize: BATCH,
           lr: 1e-3,
           weightDecay: 1e-4,

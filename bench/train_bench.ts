@@ -6,33 +6,18 @@
  */
 
 import { gpuBench } from "./util.ts";
+import { benchData } from "./bench_data.ts";
 import { createRuntime } from "../lib/runtime.ts";
 import { lenet } from "../lib/models.ts";
-import { createTrainer, type Split, type Trainer } from "../lib/train.ts";
-import { loadDataset } from "../lib/io/mnist.ts";
-import { random } from "../lib/random.ts";
+import { createTrainer, type Trainer } from "../lib/train.ts";
 
 const rt = createRuntime("auto");
 const BATCH = 32;
 
-async function data(): Promise<{ train: Split; test: Split }> {
-  try {
-    return await loadDataset("data", "mnist");
-  } catch {
-    const rng = random(1);
-    const split = (count: number) => ({
-      images: Uint8Array.from({ length: count * 784 }, () => rng.int(256)),
-      labels: Uint8Array.from({ length: count }, () => rng.int(10)),
-      count,
-    });
-    return { train: split(2048), test: split(512) };
-  }
-}
-
 let trainer: Promise<Trainer> | undefined;
 function seedTrainer(): Promise<Trainer> {
   trainer ??= (async () =>
-    createTrainer(await rt, lenet(), await data(), {
+    createTrainer(await rt, lenet(), await benchData(), {
       batchSize: BATCH,
       lr: 1e-3,
       weightDecay: 1e-4,

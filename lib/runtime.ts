@@ -136,7 +136,7 @@ export function tensor(
 /** A tensor that views `size` elements of `parent` from element `offset`, with a new shape. */
 export function view(parent: Tensor, offset: number, shape: number[], label: string): Tensor {
   const size = numel(shape);
-  if (offset + size > parent.offset + parent.size + (parent.buffer.size / 4 - parent.size)) {
+  if (offset < 0 || offset + size > parent.buffer.size / 4) {
     throw new Error(`view ${label}: ${offset}+${size} lies outside ${parent.label}`);
   }
   return { buffer: parent.buffer, shape, dtype: parent.dtype, offset, size, label };
@@ -166,7 +166,7 @@ export async function readbackU32(rt: Runtime, t: Tensor): Promise<Uint32Array> 
 }
 
 async function readBytes(rt: Runtime, t: Tensor): Promise<ArrayBuffer> {
-  const byteLength = Math.ceil((t.size * 4) / 4) * 4;
+  const byteLength = t.size * 4;
   const staging = rt.device.createBuffer({
     size: Math.max(4, byteLength),
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,

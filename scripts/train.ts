@@ -11,7 +11,7 @@ import Table from "cli-table3";
 import process from "node:process";
 import { join } from "node:path";
 import { createRuntime, type DeviceChoice } from "../lib/runtime.ts";
-import { MODELS, summaryRows } from "../lib/models.ts";
+import { type Model, MODELS, summaryRows } from "../lib/models.ts";
 import { createTrainer, type PassHooks, type PassResult, type Trainer } from "../lib/train.ts";
 import { loadOptimizerDict, loadStateDict, optimizerDict, stateDict } from "../lib/checkpoint.ts";
 import {
@@ -364,7 +364,7 @@ async function readRunOptions(dir: string): Promise<Options> {
 /** Fails early, with the limit, when one activation of a batch exceeds the adapter's. */
 function checkBatchFits(
   rt: { device: GPUDevice },
-  model: ReturnType<typeof MODELS.lenet>,
+  model: Model,
   batch: number,
 ) {
   const limit = rt.device.limits.maxStorageBufferBindingSize;
@@ -383,7 +383,7 @@ function checkBatchFits(
   }
 }
 
-function printSummary(model: ReturnType<typeof MODELS.lenet>, batch: number): void {
+function printSummary(model: Model, batch: number): void {
   const table = new Table({
     head: ["Layer (type)", "Output Shape", "Param #"],
     style: { head: [], border: [] },
