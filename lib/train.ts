@@ -93,6 +93,11 @@ export interface Trainer {
   firstBatch(epoch: number): Promise<Float32Array>;
   /** The ops of one full-batch step, in order: for profiles and benchmarks. */
   stepOps: { train: Op[]; eval: Op[] };
+  /**
+   * Per-step (loss, correct) rows f32 [steps, 2] of the last training epoch and of the last
+   * evaluation pass (row = batch index; rows past the steps done hold older values).
+   */
+  metrics: { train: Tensor; test: Tensor };
 }
 
 /** Everything one batch size needs: its graph and its ops. */
@@ -185,6 +190,7 @@ export async function createTrainer(
     grads,
     moments: { m: adam.m, v: adam.v },
     steps: 0,
+    metrics: { train: trainMetrics, test: testMetrics },
     async trainEpoch(epoch, hooks = {}) {
       upload(rt, trainOrder, epochOrder(config.seed, epoch, data.train.count));
       const result = await runPass(rt, {
