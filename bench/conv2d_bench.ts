@@ -1,15 +1,15 @@
 /**
  * Conv2d kernel throughput at the seed model's shapes (batch 32): conv1 1->16 k4 s2 on 28x28
  * (its backward has no dx: it reads the image), conv2 16->32 k4 s2 on 13x13. Each entry point
- * of kernels/conv2d.wgsl (forward counts the conv alone; stage_weights, which runs before it,
- * is timed on its own), beside the plain kernels/conv2d_naive.wgsl it must beat, and the
+ * of kernels/conv2d.wgsl (forward counts the conv alone; stage_weights and pack, which run
+ * before it, are timed on their own), beside the plain kernels/conv2d_naive.wgsl it must beat, and the
  * layer's whole forward and backward op lists. The fast rows record 100 calls per submit, the
  * naive ones 1 (each call also carries its share of the ~10 ms wait for the queue).
  * @module
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, type Op, type Runtime, tensor } from "../lib/runtime.ts";
+import { createRuntime, type Op, opName, type Runtime, tensor } from "../lib/runtime.ts";
 import { conv2d, type Conv2dOptions } from "../lib/layers/conv2d.ts";
 import type { LayerOps } from "../lib/layers/layer.ts";
 
@@ -36,19 +36,20 @@ async function layerOps(rt: Runtime, x: number[], options: Conv2dOptions, withDx
 type Pick = { name: string; ops: (o: LayerOps) => Op[]; flops: number };
 
 function benchLayer(name: string, x: number[], options: Conv2dOptions, withDx: boolean): void {
+  // The ops of one entry point (with the copies and packing that feed it, in order).
+  const named = (list: (o: LayerOps) => Op[], entry: string) => (o: LayerOps) =>
+    list(o).filter((x) => opName(x) === `conv2d.wgsl:${entry}`);
   const fast: Pick[] = [
-    { name: "stage_weights", ops: (o) => [o.train[0]], flops: 0 },
-    { name: "forward", ops: (o) => [o.train[1]], flops: 1 },
+    { name: "stage_weights", ops: named((o) => o.train, "stage_weights"), flops: 0 },
+    { name: "pack x", ops: named((o) => o.train, "pack"), flops: 0 },
+    { name: "forward", ops: named((o) => o.train, "forward"), flops: 1 },
     ...(withDx
-      ? [{ name: "backward_input", ops: (o: LayerOps) => [o.backward[0]], flops: 1 }]
+      ? [{ name: "backward_input", ops: named((o) => o.backward, "backward_input"), flops: 1 }]
       : []),
-    { name: "backward_weight", ops: (o) => [o.backward.at(-1)!], flops: 1 },
-    { name: "layer forward (2 dispatches)", ops: (o) => o.train, flops: 1 },
-    {
-      name: `layer backward (${withDx ? 2 : 1} dispatches)`,
-      ops: (o) => o.backward,
-      flops: withDx ? 2 : 1,
-    },
+    { name: "backward_weight", ops: named((o) => o.backward, "backward_weight"), flops: 1 },
+    { name: "reduce_weight", ops: named((o) => o.backward, "reduce_weight"), flops: 0 },
+    { name: "layer forward", ops: (o) => o.train, flops: 1 },
+    { name: "layer backward", ops: (o) => o.backward, flops: withDx ? 2 : 1 },
   ];
   const naive: Pick[] = [
     { name: "forward", ops: (o) => [o.train[0]], flops: 1 },
@@ -61,9 +62,14 @@ function benchLayer(name: string, x: number[], options: Conv2dOptions, withDx: b
     for (const pick of picks) {
       gpuBench(`${name} ${pick.name} (${kernels})`, rt, async (rt) => {
         const { ops, flops } = await layerOps(rt, x, { ...options, kernels }, withDx);
-        // stage_weights reads each weight once and writes it twice.
+        // stage_weights reads each weight once and writes it twice; pack reads x and writes it
+        // again (in groups of 4 images); reduce_weight: time only.
         const weights = options.outChannels * options.inChannels * options.kernelSize ** 2;
-        const work = pick.flops ? { flops: flops * pick.flops } : { bytes: 12 * weights };
+        const bytes: Record<string, number> = {
+          "stage_weights": 12 * weights,
+          "pack x": 8 * x.reduce((a, b) => a * b, 1),
+        };
+        const work = pick.flops ? { flops: flops * pick.flops } : { bytes: bytes[pick.name] };
         return { ops: pick.ops(ops), work };
       }, { group: name, repeat: kernels === "naive" ? 1 : 100 });
     }

@@ -1,21 +1,26 @@
 /**
  * The time of each kernel of one training step of the seed's model at batch 32 and its share
  * of the step: each op is timed alone over repeated dispatches (timed repeats), then the whole
- * step. Run: deno run -A bench/step_profile.ts [--batch 32] [--repeat 50]
+ * step. Run: deno run -A bench/step_profile.ts [--batch 32] [--repeat 20] [--trials 5]
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { createRuntime, idle, type Op, submit } from "../lib/runtime.ts";
+import { createRuntime, idle, type Op, opName, submit } from "../lib/runtime.ts";
 import { lenet } from "../lib/models.ts";
 import { createTrainer } from "../lib/train.ts";
 import { loadDataset } from "../lib/io/mnist.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { batch: { type: "string", default: "32" }, repeat: { type: "string", default: "50" } },
+  options: {
+    batch: { type: "string", default: "32" },
+    repeat: { type: "string", default: "20" },
+    trials: { type: "string", default: "5" },
+  },
 });
 const batch = Number(values.batch), repeat = Number(values.repeat);
+const trials = Number(values.trials);
 const rt = await createRuntime("auto");
 const data = await loadDataset("data", "mnist");
 const trainer = await createTrainer(rt, lenet(), data, {
@@ -34,16 +39,21 @@ async function timed(ops: Op[], times: number): Promise<number> {
   return performance.now() - t0;
 }
 
-// ms per call: the difference between 2 * repeat and repeat calls, so that the fixed cost of
-// a submit and its wait (~10 ms on llvmpipe, whatever the work) drops out.
+// ms per call: the median over `trials` of the difference between 2 * repeat and repeat calls,
+// so that the fixed cost of a submit and its wait drops out. The median, because on llvmpipe
+// every dispatch wakes the worker threads, and how soon the OS runs them varies from run to run.
 async function time(ops: Op[]): Promise<number> {
   await timed(ops, 3);
-  return (await timed(ops, 2 * repeat) - await timed(ops, repeat)) / repeat;
+  const samples: number[] = [];
+  for (let t = 0; t < trials; t++) {
+    samples.push((await timed(ops, 2 * repeat) - await timed(ops, repeat)) / repeat);
+  }
+  return samples.sort((a, b) => a - b)[Math.floor(trials / 2)];
 }
 
 const ops = trainer.stepOps.train;
 const rows: [string, number][] = [];
-for (const op of ops) rows.push([op.kernel.name, await time([op])]);
+for (const op of ops) rows.push([opName(op), await time([op])]);
 const step = await time(ops);
 const sum = rows.reduce((a, [, t]) => a + t, 0);
 console.log(`${rt.description}; batch ${batch}; ${ops.length} dispatches per step`);

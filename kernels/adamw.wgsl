@@ -66,8 +66,11 @@ fn step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
   let step_size = hyper.lr / one_minus_pow(hyper.log_beta1, t);
   let bias_correction2_sqrt = sqrt(one_minus_pow(hyper.log_beta2, t));
 
+  // Each storage element is loaded once: on llvmpipe a storage load costs more than all the
+  // arithmetic here.
   let grad = g[i];
-  let exp_avg = m[i] + hyper.one_minus_beta1 * (grad - m[i]);
+  let exp_avg_old = m[i];
+  let exp_avg = exp_avg_old + hyper.one_minus_beta1 * (grad - exp_avg_old);
   let exp_avg_sq = v[i] * hyper.beta2 + hyper.one_minus_beta2 * grad * grad;
   let denom = sqrt(exp_avg_sq) / bias_correction2_sqrt + hyper.eps;
   p[i] = p[i] * hyper.decay - step_size * (exp_avg / denom);

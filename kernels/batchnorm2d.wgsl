@@ -1,289 +1,339 @@
 // BatchNorm2d over x [N,C,H,W], with an optional fused ReLU (override RELU).
 //
-// train_forward: one workgroup per channel c. Its WORKGROUP invocations walk the channel's
-//   M = N*H*W values twice: first each keeps Welford's running mean and sum of squared
-//   deviations (in f32, without the cancellation of E[x^2] - E[x]^2), combined through
-//   workgroup memory in a fixed tree, so results are bit-identical run to run; then each
-//   writes its outputs. Invocation 0 saves mean and invstd for the backward and updates the
-//   running statistics with the unbiased variance, as PyTorch does. (Two plain passes for
-//   mean and variance cost a third walk: 3.7 ms against 2.7 ms for the seed's BN1 on llvmpipe.)
-//     y = relu?((x - mean) * invstd * weight + bias),  invstd = 1 / sqrt(var + eps)
-// eval_forward: elementwise with the running statistics in place of the batch ones;
-//   one invocation handles CHUNK consecutive values.
-// backward: one workgroup per channel c; restates the train forward above. With g = dy
-//   (masked by y > 0 when RELU) and xhat = (x - mean) * invstd:
+// train_forward: one invocation per channel c walks the channel's N planes twice. First it
+//   keeps Welford's running statistics (count, mean, sum of squared deviations: f32 without
+//   the cancellation of E[x^2] - E[x]^2), then it writes
+//     y = relu?(x * scale + shift),  scale = weight * invstd,  shift = bias - mean * scale,
+//     invstd = 1 / sqrt(var + eps)  (var: the biased variance).
+//   It saves (mean, invstd, scale, shift) for the backward and updates the running statistics
+//   with the unbiased variance M / (M - 1) * var, as PyTorch does (M = N*H*W).
+// eval_forward: the second walk alone, with the running statistics in place of the batch ones;
+//   one invocation per (channel c, slice s of the batch), for more invocations.
+// backward: one invocation per channel c; restates the training forward above. With g = dy
+//   (masked by the pre-activation > 0 when RELU) and xhat = (x - mean) * invstd:
 //     dbias = sum g,  dweight = sum g * xhat,
 //     dx = weight * invstd / M * (M * g - dbias - xhat * dweight)
-//   It walks the channel twice (the sums, then dx). The ReLU mask y > 0 is recomputed from x
-//   with the forward's own expression (pre_activation below, same saved statistics, same
-//   parameters), which saves reading y in both walks: 5 memory accesses per value, not 7.
+//   It walks the channel twice: the sums, then dx (when params.input_grad != 0; 0 when there
+//   is no dx, BatchNorm being the first layer). The ReLU mask is recomputed from x with the
+//   forward's own expression (pre_activation, the saved scale and shift), which saves reading
+//   y: it agrees with the forward's y > 0.
 //
-// Index legend: n image, c channel, p = h*W + w position in the plane, k = n*H*W + p the
-// position of a value among the M values of its channel, t invocation in the workgroup.
+// Why this shape, on llvmpipe (Mesa's CPU rasterizer: a workgroup runs on one thread, an
+// invocation is one of its SIMD lanes): one invocation per channel needs no combine of
+// partial statistics, so no second dispatch (a dispatch costs about as much as a pass over
+// the seed's BN2) and no workgroup memory or barriers (slow on the GL backend). x and dy are
+// read from their texture mirrors (lib/runtime.ts textureMirror: texel i = floats 4i..4i+3),
+// a whole texel per fetch, about a sixth of the cost of four storage loads; y and dx are
+// stored a vec4 at a time. Planes are often odd (13*13, 5*5), so the first and last texel of
+// a plane may hold floats of a neighbouring plane: those are read masked and written float by
+// float (each float has one writer), the texels between them whole.
 //
-// train_forward bindings: 0 x [N,C,H,W], 1 y [N,C,H,W], 2 weight [C], 3 bias [C],
-//   4 running_mean [C] (read-write), 5 running_var [C] (read-write), 6 stats [2,C]
-//   (written: mean, then invstd), 7 params.
-// eval_forward bindings: 0 x, 1 y, 2 weight, 3 bias, 4 running_mean, 5 running_var, 6 params.
-// backward bindings: 0 x, 1 dy [N,C,H,W], 2 weight [C], 3 bias [C], 4 stats [2,C] (read),
-//   5 dweight [C], 6 dbias [C], 7 dx [N,C,H,W] (written when params.input_grad != 0),
-//   8 params.
+// Index legend: n image, c channel, p = h*W + w position in the plane, f = (n*C + c)*PLANE + p
+// the flat index of a value, t = f / 4 its texel; s slice of the batch (images
+// [s*SPAN, (s+1)*SPAN), SPAN = ceil(N / SLICES)).
+//
+// Bindings (per entry point, numbered from 0 in the order listed):
+//   eval_forward:  x [N,C,H,W] (texture), weight [C], bias [C], running_mean [C],
+//                  running_var [C], y [N,C,H,W] (as vec4s), y (as floats), params
+//   train_forward: the same, then saved [C,4] (written: mean, invstd, scale, shift)
+//   backward:      x (texture), dy [N,C,H,W] (texture), saved [C,4], dweight [C], dbias [C],
+//                  dx [N,C,H,W] (as vec4s), dx (as floats), params
 
-// A power of two: the reductions halve it.
-override WORKGROUP: u32 = 64;
+override WORKGROUP: u32 = 8;
 override RELU: bool = false;
-// eval_forward: consecutive values per invocation.
-override CHUNK: u32 = 8;
+override BATCH: u32 = 1;
+override CHANNELS: u32 = 1;
+override PLANE: u32 = 1;
+// eval_forward: slices of the batch per channel.
+override SLICES: u32 = 1;
+
+// Texels per row of a texture mirror (lib/runtime.ts TEXTURE_ROW).
+const TEXTURE_ROW = 1024u;
+const IOTA = vec4u(0u, 1u, 2u, 3u);
+const ALL = vec4<bool>(true);
 
 struct Params {
-  batch: u32,
-  channels: u32,
-  plane: u32,
-  // N*C*H*W, for eval_forward's bounds check.
-  count: u32,
-  // backward: 1 to write dx, 0 when there is no dx (BatchNorm as the first layer).
-  input_grad: u32,
   eps: f32,
   momentum: f32,
+  // backward: 1 to write dx, 0 when there is no dx.
+  input_grad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var x: texture_2d<f32>;
 
-// train_forward and eval_forward
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-// weight and bias are only read, but they are views of the same flat parameter buffer as the
-// running statistics, which are written: WebGPU forbids one buffer as read-only and read-write
-// storage in the same dispatch, so all four are bound read-write.
-@group(0) @binding(2) var<storage, read_write> weight: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
+// train_forward and eval_forward. weight and bias are only read, but they are views of the
+// same flat parameter buffer as the running statistics, which are written: WebGPU forbids one
+// buffer as read-only and read-write storage in the same dispatch, so all four are read-write.
+@group(0) @binding(1) var<storage, read_write> weight: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> y_floats: array<f32>;
 @group(0) @binding(7) var<uniform> params: Params;
-@group(0) @binding(6) var<uniform> eval_params: Params;
+@group(0) @binding(8) var<storage, read_write> saved_out: array<vec4f>;
 
-// backward: x, weight and bias as above; the rest have their own binding numbers (an entry
-// point's layout holds only the bindings it uses).
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read> stats_saved: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dweight: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dbias: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(8) var<uniform> backward_params: Params;
+// backward
+@group(0) @binding(1) var dy: texture_2d<f32>;
+@group(0) @binding(2) var<storage, read> saved: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> dweight: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> dx_floats: array<f32>;
+@group(0) @binding(7) var<uniform> backward_params: Params;
 
-var<workgroup> partial: array<vec3f, WORKGROUP>;
-
-// Sums `value` over the workgroup (a fixed tree: deterministic). Call from uniform control flow.
-fn workgroup_sum(t: u32, value: vec2f) -> vec2f {
-  partial[t] = vec3f(value, 0.0);
-  workgroupBarrier();
-  for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
-    if (t < s) {
-      partial[t] += partial[t + s];
-    }
-    workgroupBarrier();
-  }
-  let total = partial[0].xy;
-  workgroupBarrier();
-  return total;
+fn texel(t: texture_2d<f32>, i: u32) -> vec4f {
+  return textureLoad(t, vec2u(i % TEXTURE_ROW, i / TEXTURE_ROW), 0);
 }
 
-// Welford's running statistics of a set of values: (count, mean, sum of squared deviations).
+// Plane (n, c): floats [start, start + PLANE) in texels first..last; the floats of first and
+// last (the same texel when the plane is that short) that belong to it.
+struct Plane {
+  first: u32,
+  last: u32,
+  first_mask: vec4<bool>,
+  last_mask: vec4<bool>,
+}
+
+fn plane(n: u32, c: u32) -> Plane {
+  let start = (n * CHANNELS + c) * PLANE;
+  let end = start + PLANE;
+  let first = start / 4u;
+  let last = (end - 1u) / 4u;
+  let f_first = vec4u(first * 4u) + IOTA;
+  let f_last = vec4u(last * 4u) + IOTA;
+  return Plane(
+    first,
+    last,
+    (f_first >= vec4u(start)) & (f_first < vec4u(end)),
+    (f_last >= vec4u(start)) & (f_last < vec4u(end)),
+  );
+}
+
+// ---- statistics ----
+
+// Welford's statistics of 4 sets of values side by side (float j of each texel goes to set j):
+// count, mean and sum of squared deviations.
+struct Welford4 {
+  count: vec4f,
+  mean: vec4f,
+  m2: vec4f,
+}
+
+// Adds the floats of v that `take` says.
+fn welford_add(w: ptr<function, Welford4>, v: vec4f, take: vec4<bool>) {
+  let count = (*w).count + 1.0;
+  let delta = v - (*w).mean;
+  let mean = (*w).mean + delta / count;
+  (*w).m2 = select((*w).m2, (*w).m2 + delta * (v - mean), take);
+  (*w).mean = select((*w).mean, mean, take);
+  (*w).count = select((*w).count, count, take);
+}
+
 // Combining two sets (Chan et al.): delta = mean_b - mean_a, n = n_a + n_b,
-//   mean = mean_a + delta * n_b / n,  m2 = m2_a + m2_b + delta^2 * n_a * n_b / n.
-fn welford_combine(a: vec3f, b: vec3f) -> vec3f {
-  let n = a.x + b.x;
-  if (n == 0.0) {
-    return vec3f(0.0);
-  }
-  let delta = b.y - a.y;
-  let share = b.x / n;
-  return vec3f(n, a.y + delta * share, a.z + b.z + delta * delta * a.x * share);
+//   mean = mean_a + delta * n_b / n,  m2 = m2_a + m2_b + delta^2 * n_a * n_b / n
+// (an empty b leaves a as it is; an empty a gives b).
+fn welford_combine(a: Welford4, b: Welford4) -> Welford4 {
+  let count = a.count + b.count;
+  let delta = b.mean - a.mean;
+  let share = select(b.count / count, vec4f(0.0), b.count == vec4f(0.0));
+  return Welford4(count, a.mean + delta * share, a.m2 + b.m2 + delta * delta * a.count * share);
 }
 
-// Combines every invocation's statistics in a fixed tree (deterministic). Uniform control flow.
-fn workgroup_welford(t: u32, value: vec3f) -> vec3f {
-  partial[t] = value;
-  workgroupBarrier();
-  for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
-    if (t < s) {
-      partial[t] = welford_combine(partial[t], partial[t + s]);
+// Channel c's (count, mean, m2) over the batch. Each plane gets statistics of its own, then
+// combined into the channel's: the rounding error of a running mean grows with the number of
+// values it has taken, and a plane is a small part of the channel (169 of 5408 in the seed).
+fn channel_stats(c: u32) -> vec3f {
+  var total = Welford4(vec4f(0.0), vec4f(0.0), vec4f(0.0));
+  for (var n = 0u; n < BATCH; n++) {
+    let pl = plane(n, c);
+    var w = Welford4(vec4f(0.0), vec4f(0.0), vec4f(0.0));
+    welford_add(&w, texel(x, pl.first), pl.first_mask);
+    for (var t = pl.first + 1u; t < pl.last; t++) {
+      welford_add(&w, texel(x, t), ALL);
     }
-    workgroupBarrier();
+    if (pl.last > pl.first) {
+      welford_add(&w, texel(x, pl.last), pl.last_mask);
+    }
+    total = welford_combine(total, w);
   }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
+  // The four sets of floats 0, 1, 2, 3 of the texels, combined.
+  let pair = welford_combine(
+    Welford4(total.count.xyxy, total.mean.xyxy, total.m2.xyxy),
+    Welford4(total.count.zwzw, total.mean.zwzw, total.m2.zwzw),
+  );
+  let all = welford_combine(
+    Welford4(pair.count.xxxx, pair.mean.xxxx, pair.m2.xxxx),
+    Welford4(pair.count.yyyy, pair.mean.yyyy, pair.m2.yyyy),
+  );
+  return vec3f(all.count.x, all.mean.x, all.m2.x);
 }
 
-// (scale, shift) of channel c: xhat * weight + bias = x * scale + shift.
-fn channel_affine(c: u32, mean: f32, invstd: f32) -> vec2f {
+// ---- normalization ----
+
+// (mean, invstd, scale, shift) of channel c: xhat * weight + bias = x * scale + shift.
+fn channel_affine(c: u32, mean: f32, invstd: f32) -> vec4f {
   let scale = weight[c] * invstd;
-  return vec2f(scale, bias[c] - mean * scale);
+  return vec4f(mean, invstd, scale, bias[c] - mean * scale);
 }
 
-// The value before the ReLU, computed the same way by train_forward and backward, so that
-// the backward's mask agrees with the forward's y > 0 (a compiler that fused the two
-// differently could only flip values within an ulp of the kink, where y is 0 either way).
-fn pre_activation(v: f32, affine: vec2f) -> f32 {
-  return v * affine.x + affine.y;
+// The value before the ReLU, the same expression in the forward and the backward, so that
+// the backward's mask agrees with the forward's y > 0.
+fn pre_activation(v: vec4f, affine: vec4f) -> vec4f {
+  return v * affine.z + affine.w;
 }
 
-// Walks the values of channel c: invocation t visits k = t, t + WORKGROUP, ... < M, keeping
-// (n, p) of k up to date without a division per step.
-struct Cursor {
-  n: u32,
-  p: u32,
-  // Added to (n, p) each step: WORKGROUP = dn * plane + dp.
-  dn: u32,
-  dp: u32,
+fn normalized(v: vec4f, affine: vec4f) -> vec4f {
+  let pre = pre_activation(v, affine);
+  if (RELU) {
+    return max(pre, vec4f(0.0));
+  }
+  return pre;
 }
 
-fn cursor_start(t: u32, plane: u32) -> Cursor {
-  return Cursor(t / plane, t % plane, WORKGROUP / plane, WORKGROUP % plane);
-}
-
-fn cursor_step(cur: ptr<function, Cursor>, plane: u32) {
-  (*cur).p += (*cur).dp;
-  (*cur).n += (*cur).dn;
-  if ((*cur).p >= plane) {
-    (*cur).p -= plane;
-    (*cur).n += 1u;
+// Writes the floats of texel t that `take` says.
+fn store_y(t: u32, v: vec4f, take: vec4<bool>) {
+  if (take.x) {
+    y_floats[t * 4u] = v.x;
+  }
+  if (take.y) {
+    y_floats[t * 4u + 1u] = v.y;
+  }
+  if (take.z) {
+    y_floats[t * 4u + 2u] = v.z;
+  }
+  if (take.w) {
+    y_floats[t * 4u + 3u] = v.w;
   }
 }
 
-@compute @workgroup_size(WORKGROUP)
-fn train_forward(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(local_invocation_index) t: u32,
-) {
-  let c = wid.x;
-  let batch = params.batch;
-  let channels = params.channels;
-  let plane = params.plane;
-
-  // One pass of Welford's update per invocation, then the tree of combines.
-  var w = vec3f(0.0);
-  var cur = cursor_start(t, plane);
-  while (cur.n < batch) {
-    let v = x[(cur.n * channels + c) * plane + cur.p];
-    w.x += 1.0;
-    let delta = v - w.y;
-    w.y += delta / w.x;
-    w.z += delta * (v - w.y);
-    cursor_step(&cur, plane);
-  }
-  let total = workgroup_welford(t, w);
-  let m = total.x;
-  let mean = total.y;
-  let variance = total.z / m;
-  let invstd = 1.0 / sqrt(variance + params.eps);
-
-  if (t == 0u) {
-    stats[c] = mean;
-    stats[channels + c] = invstd;
-    let unbiased = total.z / (m - 1.0);
-    let keep = 1.0 - params.momentum;
-    running_mean[c] = keep * running_mean[c] + params.momentum * mean;
-    running_var[c] = keep * running_var[c] + params.momentum * unbiased;
-  }
-
-  let affine = channel_affine(c, mean, invstd);
-  cur = cursor_start(t, plane);
-  while (cur.n < batch) {
-    let i = (cur.n * channels + c) * plane + cur.p;
-    var v = pre_activation(x[i], affine);
-    if (RELU) {
-      v = max(v, 0.0);
+// y over the planes of channel c in images [n0, n1).
+fn normalize(c: u32, n0: u32, n1: u32, affine: vec4f) {
+  for (var n = n0; n < n1; n++) {
+    let pl = plane(n, c);
+    store_y(pl.first, normalized(texel(x, pl.first), affine), pl.first_mask);
+    for (var t = pl.first + 1u; t < pl.last; t++) {
+      y[t] = normalized(texel(x, t), affine);
     }
-    y[i] = v;
-    cursor_step(&cur, plane);
+    if (pl.last > pl.first) {
+      store_y(pl.last, normalized(texel(x, pl.last), affine), pl.last_mask);
+    }
   }
 }
 
-// One invocation per CHUNK consecutive values: one division finds the channel of the first,
-// the rest follow it, and the channel's four parameters are loaded only when it changes
-// (loaded per value, they were 4 of 6 memory accesses: twice the time on llvmpipe).
+// The flat index of an invocation in a grid of workgroups laid out by lib/runtime.ts grid().
+fn flat_index(gid: vec3u, groups: vec3u) -> u32 {
+  return gid.x + gid.y * groups.x * WORKGROUP;
+}
+
 @compute @workgroup_size(WORKGROUP)
-fn eval_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let first = (gid.x + gid.y * groups.x * WORKGROUP) * CHUNK;
-  let count = eval_params.count;
-  if (first >= count) {
+fn train_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let c = flat_index(gid, groups);
+  if (c >= CHANNELS) {
     return;
   }
-  let plane = eval_params.plane;
-  let channels = eval_params.channels;
-  let row = first / plane;
-  var p = first - row * plane;
-  var c = row % channels;
-  var scale = weight[c] / sqrt(running_var[c] + eval_params.eps);
-  var shift = bias[c] - running_mean[c] * scale;
-  let end = min(first + CHUNK, count);
-  for (var i = first; i < end; i++) {
-    if (p == plane) {
-      p = 0u;
-      c = select(c + 1u, 0u, c + 1u == channels);
-      scale = weight[c] / sqrt(running_var[c] + eval_params.eps);
-      shift = bias[c] - running_mean[c] * scale;
-    }
-    var v = x[i] * scale + shift;
-    if (RELU) {
-      v = max(v, 0.0);
-    }
-    y[i] = v;
-    p += 1u;
+  let w = channel_stats(c);
+  let mean = w.y;
+  let affine = channel_affine(c, mean, 1.0 / sqrt(w.z / w.x + params.eps));
+  saved_out[c] = affine;
+  let unbiased = w.z / (w.x - 1.0);
+  let keep = 1.0 - params.momentum;
+  running_mean[c] = keep * running_mean[c] + params.momentum * mean;
+  running_var[c] = keep * running_var[c] + params.momentum * unbiased;
+  normalize(c, 0u, BATCH, affine);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn eval_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = flat_index(gid, groups);
+  if (i >= CHANNELS * SLICES) {
+    return;
+  }
+  let c = i / SLICES;
+  let span = (BATCH + SLICES - 1u) / SLICES;
+  let n0 = (i % SLICES) * span;
+  let invstd = 1.0 / sqrt(running_var[c] + params.eps);
+  normalize(c, n0, min(n0 + span, BATCH), channel_affine(c, running_mean[c], invstd));
+}
+
+// ---- backward ----
+
+// Adds g and g * xhat of the floats of texel t that `take` says to sums (4 floats apart).
+fn add_sums(sums: ptr<function, mat2x4f>, t: u32, take: vec4<bool>, affine: vec4f) {
+  let v = texel(x, t);
+  var keep = take;
+  if (RELU) {
+    keep &= pre_activation(v, affine) > vec4f(0.0);
+  }
+  let g = select(vec4f(0.0), texel(dy, t), keep);
+  (*sums)[0] += g;
+  (*sums)[1] += select(vec4f(0.0), g * (v - affine.x) * affine.y, keep);
+}
+
+fn input_grad(t: u32, affine: vec4f, sums: vec2f) -> vec4f {
+  let v = texel(x, t);
+  var g = texel(dy, t);
+  if (RELU) {
+    g = select(vec4f(0.0), g, pre_activation(v, affine) > vec4f(0.0));
+  }
+  let m = f32(BATCH * PLANE);
+  let xhat = (v - affine.x) * affine.y;
+  return affine.z / m * (m * g - sums.x - xhat * sums.y);
+}
+
+fn store_dx(t: u32, v: vec4f, take: vec4<bool>) {
+  if (take.x) {
+    dx_floats[t * 4u] = v.x;
+  }
+  if (take.y) {
+    dx_floats[t * 4u + 1u] = v.y;
+  }
+  if (take.z) {
+    dx_floats[t * 4u + 2u] = v.z;
+  }
+  if (take.w) {
+    dx_floats[t * 4u + 3u] = v.w;
   }
 }
 
 @compute @workgroup_size(WORKGROUP)
-fn backward(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(local_invocation_index) t: u32,
-) {
-  let c = wid.x;
-  let batch = backward_params.batch;
-  let channels = backward_params.channels;
-  let plane = backward_params.plane;
-  let m = f32(batch * plane);
-  let mean = stats_saved[c];
-  let invstd = stats_saved[channels + c];
-  let affine = channel_affine(c, mean, invstd);
-
-  // sums.x = sum g, sums.y = sum g * xhat
-  var sums = vec2f(0.0);
-  var cur = cursor_start(t, plane);
-  while (cur.n < batch) {
-    let i = (cur.n * channels + c) * plane + cur.p;
-    let v = x[i];
-    var g = dy[i];
-    if (RELU) {
-      g = select(0.0, g, pre_activation(v, affine) > 0.0);
+fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let c = flat_index(gid, groups);
+  if (c >= CHANNELS) {
+    return;
+  }
+  let affine = saved[c];
+  // Sums per plane (rows: g, g * xhat; 4 floats apart), added to the channel's plane by plane.
+  var total = mat2x4f(vec4f(0.0), vec4f(0.0));
+  for (var n = 0u; n < BATCH; n++) {
+    let pl = plane(n, c);
+    var sums = mat2x4f(vec4f(0.0), vec4f(0.0));
+    add_sums(&sums, pl.first, pl.first_mask, affine);
+    for (var t = pl.first + 1u; t < pl.last; t++) {
+      add_sums(&sums, t, ALL, affine);
     }
-    sums += vec2f(g, g * (v - mean) * invstd);
-    cursor_step(&cur, plane);
+    if (pl.last > pl.first) {
+      add_sums(&sums, pl.last, pl.last_mask, affine);
+    }
+    total += sums;
   }
-  let total = workgroup_sum(t, sums);
-  let dbeta = total.x;
-  let dgamma = total.y;
-  if (t == 0u) {
-    dbias[c] = dbeta;
-    dweight[c] = dgamma;
-  }
+  let sums = vec2f(
+    (total[0].x + total[0].y) + (total[0].z + total[0].w),
+    (total[1].x + total[1].y) + (total[1].z + total[1].w),
+  );
+  dbias[c] = sums.x;
+  dweight[c] = sums.y;
   if (backward_params.input_grad == 0u) {
     return;
   }
-
-  let k = affine.x / m;
-  cur = cursor_start(t, plane);
-  while (cur.n < batch) {
-    let i = (cur.n * channels + c) * plane + cur.p;
-    let v = x[i];
-    var g = dy[i];
-    if (RELU) {
-      g = select(0.0, g, pre_activation(v, affine) > 0.0);
+  for (var n = 0u; n < BATCH; n++) {
+    let pl = plane(n, c);
+    store_dx(pl.first, input_grad(pl.first, affine, sums), pl.first_mask);
+    for (var t = pl.first + 1u; t < pl.last; t++) {
+      dx[t] = input_grad(t, affine, sums);
     }
-    let xhat = (v - mean) * invstd;
-    dx[i] = k * (m * g - dbeta - xhat * dgamma);
-    cursor_step(&cur, plane);
+    if (pl.last > pl.first) {
+      store_dx(pl.last, input_grad(pl.last, affine, sums), pl.last_mask);
+    }
   }
 }

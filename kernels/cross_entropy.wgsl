@@ -4,14 +4,20 @@
 //     logsumexp_c z[n,c] = m + log(sum_c exp(z[n,c] - m)) with m = max_c z[n,c] (no overflow)
 //   dlogits[n,c] = (softmax(z[n])[c] - (c == label[n])) / B       (forward_backward only)
 //   correct = #{n : argmax_c z[n,c] == label[n]}, argmax = the FIRST max as torch.argmax
-// The step's loss and correct count go to row `batch` of metrics (batch from the step
-// state; a batch past the rows of metrics writes nothing), so a whole epoch's losses are read
-// back at once; a label >= C gives a NaN loss.
-// ONE workgroup: invocation t handles rows t, t + WORKGROUP, ...; their partial sums meet
-// in workgroup memory and invocation 0 adds them in a fixed order (deterministic).
-// index legend: n row (image) of the batch, c class, t invocation in the workgroup
+// The batch is cut into groups of `group` consecutive rows (the last may be shorter); each
+// group's mean loss and correct count go to their own row of metrics:
+//   metrics[state.batch * rows_per_step + g] = (mean loss of group g, correct in group g)
+// Training uses one group (group >= B: the batch's mean, row `batch` of the epoch); an
+// evaluation step over many images writes one row per group of the seed's batch size, the
+// very rows a pass at that batch size would write. A row past the end of metrics is not
+// written, so a whole epoch's losses are read back at once; a label >= C gives a NaN loss.
+// ONE workgroup per group: invocation t handles the group's rows t, t + WORKGROUP, ...; their
+// partial sums meet in workgroup memory and invocation 0 adds them in a fixed order
+// (deterministic, and the same sums whatever the number of groups in the dispatch).
+// index legend: n row (image) of the batch, c class, g group (workgroup), t invocation in it
 // bindings: 0 logits [B,C] f32, 1 labels [B] u32, 2 metrics [capacity,2] f32 (loss, correct),
-//   3 state StepState, 4 params {batch, classes}, 5 dlogits [B,C] f32 (forward_backward only)
+//   3 state StepState, 4 params {batch, classes, group, rows_per_step},
+//   5 dlogits [B,C] f32 (forward_backward only)
 
 override WORKGROUP: u32 = 64;
 
@@ -23,6 +29,10 @@ struct StepState {
 struct Params {
   batch: u32,
   classes: u32,
+  // Rows of the batch per metrics row.
+  group: u32,
+  // Metrics rows of a full step: the first row of this step is state.batch * rows_per_step.
+  rows_per_step: u32,
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -68,8 +78,14 @@ fn row_loss(n: u32, row: Row) -> f32 {
   return (row.max - logits[n * params.classes + label]) + log(row.sum);
 }
 
-// Invocation 0 adds the partial sums in order and writes row `batch` of metrics.
-fn write_metrics(t: u32, loss: f32, correct: u32) {
+// The rows [first, end) of group g.
+fn group_rows(g: u32) -> vec2u {
+  let first = g * params.group;
+  return vec2u(first, min(params.batch, first + params.group));
+}
+
+// Invocation 0 adds the partial sums in order and writes the metrics row of group g.
+fn write_metrics(g: u32, t: u32, loss: f32, correct: u32) {
   loss_part[t] = loss;
   correct_part[t] = correct;
   workgroupBarrier();
@@ -82,33 +98,43 @@ fn write_metrics(t: u32, loss: f32, correct: u32) {
     total += loss_part[i];
     hits += correct_part[i];
   }
-  let at = 2u * state.batch;
+  let rows = group_rows(g);
+  let at = 2u * (state.batch * params.rows_per_step + g);
   if (at + 1u < arrayLength(&metrics)) {
-    metrics[at] = total / f32(params.batch);
+    metrics[at] = total / f32(rows.y - rows.x);
     metrics[at + 1u] = f32(hits);
   }
 }
 
 // Evaluation: loss and correct count only.
 @compute @workgroup_size(WORKGROUP)
-fn forward(@builtin(local_invocation_index) t: u32) {
+fn forward(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_index) t: u32,
+) {
+  let rows = group_rows(wid.x);
   var loss = 0.0;
   var correct = 0u;
-  for (var n = t; n < params.batch; n += WORKGROUP) {
+  for (var n = rows.x + t; n < rows.y; n += WORKGROUP) {
     let row = softmax_row(n);
     loss += row_loss(n, row);
     correct += u32(row.argmax == labels[n]);
   }
-  write_metrics(t, loss, correct);
+  write_metrics(wid.x, t, loss, correct);
 }
 
-// Training: the same, plus the gradient of the mean loss with respect to the logits.
+// Training: the same, plus the gradient of the batch's mean loss with respect to the logits
+// (the mean over all B rows, whatever the groups).
 @compute @workgroup_size(WORKGROUP)
-fn forward_backward(@builtin(local_invocation_index) t: u32) {
+fn forward_backward(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_index) t: u32,
+) {
+  let rows = group_rows(wid.x);
   var loss = 0.0;
   var correct = 0u;
   let inv_batch = 1.0 / f32(params.batch);
-  for (var n = t; n < params.batch; n += WORKGROUP) {
+  for (var n = rows.x + t; n < rows.y; n += WORKGROUP) {
     let row = softmax_row(n);
     let label = labels[n];
     loss += row_loss(n, row);
@@ -120,5 +146,5 @@ fn forward_backward(@builtin(local_invocation_index) t: u32) {
       dlogits[base + c] = (p - select(0.0, 1.0, c == label)) * inv_batch;
     }
   }
-  write_metrics(t, loss, correct);
+  write_metrics(wid.x, t, loss, correct);
 }

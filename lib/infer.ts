@@ -81,9 +81,7 @@ export async function forwardSplit(
   const encoder = rt.device.createCommandEncoder();
   for (let start = 0; start < split.count; start += B) {
     const pass = passes.find((p) => p.count === Math.min(B, split.count - start))!;
-    const compute = encoder.beginComputePass();
-    record(compute, pass.ops);
-    compute.end();
+    record(encoder, pass.ops);
     encoder.copyBufferToBuffer(
       pass.output.buffer,
       pass.output.offset * 4,

@@ -112,6 +112,18 @@ export function numel(shape: readonly number[]): number {
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
+/** Texels in one row of a texture mirror (16 KiB: a multiple of the 256 bytes copies want). */
+export const TEXTURE_ROW = 1024;
+
+/**
+ * Bytes of the buffer behind a tensor of `size` floats: whole 16-byte texels, and whole
+ * texture rows once the tensor spans more than one, so that a texture mirror can copy it.
+ */
+function bufferBytes(size: number): number {
+  const texels = Math.max(1, Math.ceil(size / 4));
+  return texels <= TEXTURE_ROW ? texels * 16 : Math.ceil(texels / TEXTURE_ROW) * TEXTURE_ROW * 16;
+}
+
 /**
  * Allocates a zero-filled tensor in a buffer of its own.
  *
@@ -127,9 +139,8 @@ export function tensor(
 ): Tensor {
   const size = numel(shape);
   const label = options.label ?? "tensor";
-  // WebGPU wants sizes in multiples of 4 bytes and > 0; 16 keeps vec4 loads of the tail legal.
-  const bytes = Math.max(16, Math.ceil((size * 4) / 16) * 16);
-  const buffer = rt.device.createBuffer({ size: bytes, usage: STORAGE, label });
+  // Whole texels keep vec4 loads of the tail legal; whole rows let a texture mirror copy it.
+  const buffer = rt.device.createBuffer({ size: bufferBytes(size), usage: STORAGE, label });
   return { buffer, shape, dtype: options.dtype ?? "f32", offset: 0, size, label };
 }
 
@@ -140,6 +151,57 @@ export function view(parent: Tensor, offset: number, shape: number[], label: str
     throw new Error(`view ${label}: ${offset}+${size} lies outside ${parent.label}`);
   }
   return { buffer: parent.buffer, shape, dtype: parent.dtype, offset, size, label };
+}
+
+/**
+ * A read-only copy of a tensor's floats in an rgba32float texture: texel i holds floats
+ * 4i..4i+3, at (i % TEXTURE_ROW, i / TEXTURE_ROW). On llvmpipe a kernel reads a texel for
+ * about a sixth of what four storage-buffer floats cost (a storage load is a loop over the
+ * SIMD lanes with a bounds check each; a texel fetch is one gather), so kernels that read an
+ * activation many times read its mirror. `copy` (an op) refreshes it from the buffer.
+ */
+export interface TextureMirror {
+  source: Tensor;
+  texture: GPUTexture;
+  view: GPUTextureView;
+  /** The op that copies `source` into the texture: record it after the source is written. */
+  copy: Op;
+  label: string;
+}
+
+/**
+ * Makes the texture mirror of `t` (a tensor with a buffer of its own, as `tensor` makes).
+ *
+ * @example
+ * ```ts
+ * const x = tensor(rt, [32, 16, 13, 13], { label: "x" });
+ * const xt = textureMirror(rt, x); // record xt.copy after x is written, then bind xt
+ * ```
+ */
+export function textureMirror(rt: Runtime, t: Tensor): TextureMirror {
+  const texels = Math.max(1, Math.ceil(t.size / 4));
+  const width = Math.min(texels, TEXTURE_ROW);
+  const rows = Math.ceil(texels / TEXTURE_ROW);
+  if (t.offset !== 0 || t.buffer.size < bufferBytes(t.size)) {
+    throw new Error(`texture mirror of ${t.label}: it needs a tensor with a buffer of its own`);
+  }
+  const label = `${t.label} (texture)`;
+  const texture = rt.device.createTexture({
+    size: [width, rows],
+    format: "rgba32float",
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+    label,
+  });
+  const copy: CopyOp = {
+    label: `copy ${label}`,
+    encode: (encoder) =>
+      encoder.copyBufferToTexture(
+        { buffer: t.buffer, bytesPerRow: TEXTURE_ROW * 16 },
+        { texture },
+        [width, rows],
+      ),
+  };
+  return { source: t, texture, view: texture.createView({ label }), copy, label };
 }
 
 /** Writes `data` into the tensor (queued; visible to the next submit). */
@@ -319,14 +381,28 @@ export function uniform(rt: Runtime, label: string, fields: Record<string, numbe
   return { buffer, label };
 }
 
-/** What an op binds: a tensor (storage) or a uniform, at binding index = array index. */
-export type Binding = Tensor | Uniform;
+/** What an op binds: a tensor (storage), a uniform or a texture mirror, at binding = index. */
+export type Binding = Tensor | Uniform | TextureMirror;
 
 /** One dispatch, ready to record: made once, recorded every step. */
-export interface Op {
+export interface DispatchOp {
   kernel: Kernel;
   bindGroup: GPUBindGroup;
   workgroups: [number, number, number];
+}
+
+/** A command outside compute passes (a copy), recorded between them. */
+export interface CopyOp {
+  label: string;
+  encode(encoder: GPUCommandEncoder): void;
+}
+
+/** What a step is made of: dispatches, and the copies that refresh texture mirrors. */
+export type Op = DispatchOp | CopyOp;
+
+/** The name of an op for profiles and messages: "conv2d.wgsl:forward" or "copy x (texture)". */
+export function opName(o: Op): string {
+  return "kernel" in o ? o.kernel.name : o.label;
 }
 
 /**
@@ -338,13 +414,14 @@ export function op(
   k: Kernel,
   bindings: Binding[],
   workgroups: number | [number, number?, number?],
-): Op {
+): DispatchOp {
   const [x, y = 1, z = 1] = typeof workgroups === "number" ? [workgroups] : workgroups;
   const limit = rt.device.limits.maxComputeWorkgroupsPerDimension;
   if (x > limit || y > limit || z > limit || x < 1 || y < 1 || z < 1) {
     throw new Error(`${k.name}: ${x}x${y}x${z} workgroups (each dimension 1..${limit})`);
   }
   const entries = bindings.map((b, i): GPUBindGroupEntry => {
+    if ("texture" in b) return { binding: i, resource: b.view };
     if ("shape" in b) {
       return {
         binding: i,
@@ -361,21 +438,33 @@ export function op(
   return { kernel: k, bindGroup, workgroups: [x, y, z] };
 }
 
-/** Records `ops` in order into a compute pass. */
-export function record(pass: GPUComputePassEncoder, ops: readonly Op[]): void {
-  for (const o of ops) {
-    pass.setPipeline(o.kernel.pipeline);
-    pass.setBindGroup(0, o.bindGroup);
-    pass.dispatchWorkgroups(o.workgroups[0], o.workgroups[1], o.workgroups[2]);
+/**
+ * Records `ops` in order: runs of dispatches in one compute pass each, copies between them.
+ * Repeats the whole list `times` times.
+ */
+export function record(encoder: GPUCommandEncoder, ops: readonly Op[], times = 1): void {
+  let pass: GPUComputePassEncoder | null = null;
+  for (let i = 0; i < times; i++) {
+    for (const o of ops) {
+      if ("encode" in o) {
+        pass?.end();
+        pass = null;
+        o.encode(encoder);
+        continue;
+      }
+      pass ??= encoder.beginComputePass();
+      pass.setPipeline(o.kernel.pipeline);
+      pass.setBindGroup(0, o.bindGroup);
+      pass.dispatchWorkgroups(o.workgroups[0], o.workgroups[1], o.workgroups[2]);
+    }
   }
+  pass?.end();
 }
 
-/** Records `ops` in one pass and submits them once; repeats the whole list `times` times. */
+/** Records `ops` (`times` times over) and submits them once. */
 export function submit(rt: Runtime, ops: readonly Op[], times = 1): void {
   const encoder = rt.device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  for (let i = 0; i < times; i++) record(pass, ops);
-  pass.end();
+  record(encoder, ops, times);
   rt.device.queue.submit([encoder.finish()]);
 }
 

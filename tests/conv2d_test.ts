@@ -196,6 +196,9 @@ Deno.test(
   "conv2d forward and backward match the reference at batch 1, 3 and 33",
   gpuTest,
   async () => {
+    // Batches that leave a group of four images partial (the fast kernels pack x and dy in
+    // groups of 4), and images of 81, 550 and 98 floats: not whole texels, so pack takes its
+    // unaligned path.
     for (const kernels of kinds) {
       await checkAgainstReference({ x: [1, 3, 9, 9], k: 5, r: 3, stride: 1, padding: 0 }, kernels);
       await checkAgainstReference(
@@ -248,10 +251,11 @@ Deno.test(
 );
 
 Deno.test(
-  "conv2d backward_weight matches the reference across several workgroups",
+  "conv2d backward_weight matches the reference across several workgroups and slices",
   gpuTest,
   async () => {
-    // The seed's two convolutions: sums of 5,408 and 800 terms; conv2's dw over 4 workgroups.
+    // The seed's two convolutions: sums of 5,408 and 800 terms, cut into slices of rows (g, p)
+    // whose parts reduce_weight adds; conv2's dw over 32 blocks.
     await checkAgainstReference({ x: [32, 1, 28, 28], k: 16, r: 4, stride: 2, padding: 0 }, "fast");
     await checkAgainstReference(
       { x: [32, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 },

@@ -21,9 +21,16 @@ async function runCrossEntropy(
   rt: Runtime,
   logits: Float32Array<ArrayBuffer>,
   labels: Uint32Array<ArrayBuffer>,
-  options: { classes: number; train: boolean; row?: number; capacity?: number },
+  options: {
+    classes: number;
+    train: boolean;
+    row?: number;
+    capacity?: number;
+    group?: number;
+    batchSize?: number;
+  },
 ): Promise<GpuResult> {
-  const { classes, train, row = 0, capacity = 1 } = options;
+  const { classes, train, row = 0, capacity = 1, group, batchSize } = options;
   const batch = labels.length;
   const state = await createStepState(rt);
   state.set(rt, { step: 0, batch: row });
@@ -37,6 +44,8 @@ async function runCrossEntropy(
     dlogits,
     metrics,
     state: state.tensor,
+    group,
+    batchSize,
   });
   submit(rt, [loss]);
   return {
@@ -152,6 +161,68 @@ Deno.test(
     if (rows.loss.length !== 3 || rows.correct.length !== 3) throw new Error("readMetrics rows");
   },
 );
+
+for (const [batch, group, batchSize] of [[75, 8, 80], [300, 100, 300], [5, 4, 8]]) {
+  Deno.test(
+    `cross_entropy of ${batch} rows in groups of ${group} writes each group's row as a step of that group alone`,
+    gpuTest,
+    async () => {
+      const rt = await testRuntime();
+      const classes = 10, step = 2;
+      const logits = uniformArray(40 + batch, batch * classes, -4, 4);
+      const labels = randomLabels(41 + batch, batch, classes);
+      const groups = Math.ceil(batch / group), first = (step * batchSize) / group;
+      const capacity = first + batchSize / group + 1;
+      for (const train of [false, true]) {
+        const mode = train ? "forward_backward" : "forward";
+        const got = await runCrossEntropy(rt, logits, labels, {
+          classes,
+          train,
+          row: step,
+          capacity,
+          group,
+          batchSize,
+        });
+        for (let g = 0; g < groups; g++) {
+          const from = g * group, to = Math.min(batch, from + group);
+          const z = logits.slice(from * classes, to * classes), y = labels.slice(from, to);
+          const expected = crossEntropyReference(z, y, { classes });
+          const row = got.metrics.subarray(2 * (first + g), 2 * (first + g) + 2);
+          assertClose([row[0]], [expected.loss], LOSS_TOLERANCE, `${mode} loss of group ${g}`);
+          assertClose([row[1]], [expected.correct], EXACT, `${mode} correct of group ${g}`);
+          // The same bits as one step over the group: the seed's batches, at any eval batch.
+          const alone = await runCrossEntropy(rt, z, y, { classes, train: false });
+          assertClose(row, alone.metrics, EXACT, `${mode} group ${g} against a step of it alone`);
+        }
+        const others = Array.from(got.metrics).filter((_, i) =>
+          i < 2 * first || i >= 2 * (first + groups)
+        );
+        assertClose(others, others.map(() => -7), EXACT, `${mode} rows outside the step`);
+        if (got.dlogits) {
+          // The gradient stays that of the mean over the whole batch, whatever the groups.
+          const whole = crossEntropyReference(logits, labels, { classes });
+          assertClose(got.dlogits, whole.dlogits, GRAD_TOLERANCE, "dlogits over the batch");
+        }
+      }
+    },
+  );
+}
+
+Deno.test("cross_entropy rejects groups that do not divide the step", gpuTest, async () => {
+  const rt = await testRuntime();
+  const state = await createStepState(rt);
+  const options = {
+    logits: tensor(rt, [6, 10]),
+    labels: tensor(rt, [6], { dtype: "u32" }),
+    dlogits: null,
+    metrics: createMetrics(rt, 4),
+    state: state.tensor,
+  };
+  for (const bad of [{ group: 4 }, { group: 3, batchSize: 4 }, { group: 0 }]) {
+    const error = await crossEntropy(rt, { ...options, ...bad }).then(() => null, (e) => e);
+    if (!(error instanceof Error)) throw new Error(`${JSON.stringify(bad)} was accepted`);
+  }
+});
 
 Deno.test("cross_entropy keeps one row per step across advancing steps", gpuTest, async () => {
   const rt = await testRuntime();

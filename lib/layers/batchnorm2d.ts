@@ -5,13 +5,23 @@
  * @module
  */
 
-import { grid, kernel, op, tensor, uniform } from "../runtime.ts";
+import {
+  grid,
+  kernel,
+  type Op,
+  op,
+  type Tensor,
+  tensor,
+  textureMirror,
+  uniform,
+  view,
+} from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "./layer.ts";
 
-/** Invocations per workgroup: per channel in training and backward, per element in eval. */
-const WORKGROUP = 64;
-/** Consecutive values per invocation in eval. */
-const CHUNK = 8;
+/** At most this many invocations per workgroup (one SIMD vector on llvmpipe). */
+const WORKGROUP = 8;
+/** eval_forward: about this many invocations (channel, slice of the batch). */
+const EVAL_INVOCATIONS = 256;
 
 /**
  * A BatchNorm2d layer over `channels` channels; with `relu: true` it also applies the ReLU
@@ -46,7 +56,15 @@ export function batchnorm2d(
   };
 }
 
-// x [N,C,H,W], weight [C], bias [C] -> y [N,C,H,W]; saves mean and invstd [2,C] for backward
+/**
+ * `t` seen as whole texels (4 floats each), for the kernels' vec4 stores: its buffer holds
+ * whole texels, as tensor() makes it, and the kernels write no float past `t`'s end.
+ */
+function asTexels(t: Tensor): Tensor {
+  return view(t, t.offset, [Math.ceil(t.size / 4), 4], `${t.label} (vec4)`);
+}
+
+// x [N,C,H,W], weight [C], bias [C] -> y [N,C,H,W]; saves mean, invstd, scale, shift [C,4]
 async function build(
   ctx: LayerContext,
   config: { channels: number; eps: number; momentum: number; relu: boolean },
@@ -60,54 +78,59 @@ async function build(
   if (batch * plane < 2) {
     throw new Error(`BatchNorm2d: training needs more than 1 value per channel, got [${x.shape}]`);
   }
-  const constants = { WORKGROUP, CHUNK, RELU: config.relu ? 1 : 0 };
+  // Training and backward: one invocation per channel, in workgroups small enough that both
+  // of llvmpipe's threads get one when there are few channels.
+  const channelGroup = Math.min(WORKGROUP, Math.ceil(channels / 2));
+  const slices = Math.min(batch, Math.ceil(EVAL_INVOCATIONS / channels));
+  const shape = { BATCH: batch, CHANNELS: channels, PLANE: plane, RELU: config.relu ? 1 : 0 };
   const [trainK, evalK, backwardK] = await Promise.all([
-    kernel(rt, "batchnorm2d.wgsl", "train_forward", constants),
-    kernel(rt, "batchnorm2d.wgsl", "eval_forward", constants),
-    kernel(rt, "batchnorm2d.wgsl", "backward", constants),
+    kernel(rt, "batchnorm2d.wgsl", "train_forward", { ...shape, WORKGROUP: channelGroup }),
+    kernel(rt, "batchnorm2d.wgsl", "eval_forward", { ...shape, WORKGROUP, SLICES: slices }),
+    kernel(rt, "batchnorm2d.wgsl", "backward", { ...shape, WORKGROUP: channelGroup }),
   ]);
-  const stats = tensor(rt, [2, channels], { label: "batchnorm2d mean, invstd" });
-  const count = x.size;
+  const saved = tensor(rt, [channels, 4], { label: "batchnorm2d mean, invstd, scale, shift" });
   // Fields as in the WGSL struct Params, in its order.
   const fields = (inputGrad: boolean, momentum: number) => ({
-    batch,
-    channels,
-    plane,
-    count,
-    input_grad: inputGrad ? 1 : 0,
     "f32:eps": config.eps,
     "f32:momentum": momentum,
+    input_grad: inputGrad ? 1 : 0,
   });
   const trainU = uniform(rt, "batchnorm2d train", fields(false, config.momentum));
   const evalU = uniform(rt, "batchnorm2d eval", fields(false, 0));
-  const forwardTensors = [
-    x,
-    y,
+  const xt = textureMirror(rt, x);
+  const dyt = textureMirror(rt, dy);
+  const perChannel = grid(channels, channelGroup);
+  const forwardBindings = [
+    xt,
     params.weight,
     params.bias,
     params.running_mean,
     params.running_var,
+    asTexels(y),
+    y,
+  ];
+  const train: Op[] = [
+    xt.copy,
+    op(rt, trainK, [...forwardBindings, trainU, saved], perChannel),
+  ];
+  const evalOps: Op[] = [
+    xt.copy,
+    op(rt, evalK, [...forwardBindings, evalU], grid(channels * slices, WORKGROUP)),
   ];
 
-  // dx [N,C,H,W], dweight [C], dbias [C] <- dy [N,C,H,W], x, weight, bias, saved stats
+  // dx [N,C,H,W], dweight [C], dbias [C] <- dy [N,C,H,W], x, saved statistics
+  // x's mirror is refreshed by the training forward and still holds this step's x.
   // Without a dx to write (BatchNorm as the first layer), a stand-in is bound and not written.
-  const dx = ctx.dx ?? tensor(rt, [1], { label: "batchnorm2d unused dx" });
+  const dx = ctx.dx ?? tensor(rt, [4], { label: "batchnorm2d unused dx" });
   const backwardU = uniform(rt, "batchnorm2d backward", fields(ctx.dx !== null, 0));
-  return {
-    train: [op(rt, trainK, [...forwardTensors, stats, trainU], channels)],
-    eval: [op(rt, evalK, [...forwardTensors, evalU], grid(Math.ceil(count / CHUNK), WORKGROUP))],
-    backward: [
-      op(rt, backwardK, [
-        x,
-        dy,
-        params.weight,
-        params.bias,
-        stats,
-        grads.weight,
-        grads.bias,
-        dx,
-        backwardU,
-      ], channels),
-    ],
-  };
+  const backward: Op[] = [
+    dyt.copy,
+    op(
+      rt,
+      backwardK,
+      [xt, dyt, saved, grads.weight, grads.bias, asTexels(dx), dx, backwardU],
+      perChannel,
+    ),
+  ];
+  return { train, eval: evalOps, backward };
 }

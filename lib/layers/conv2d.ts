@@ -13,6 +13,8 @@ import {
   op,
   type Runtime,
   type Tensor,
+  tensor,
+  textureMirror,
   type Uniform,
   uniform,
   view,
@@ -22,10 +24,16 @@ import type { Layer, LayerContext, LayerOps } from "./layer.ts";
 /** Invocations per workgroup. */
 const WORKGROUP = 64;
 /**
- * backward_weight has few invocations (one per 16x16 block of dw): small workgroups spread
- * them over the CPU's threads (llvmpipe runs a workgroup on one thread).
+ * backward_weight has few invocations (one per 16x16 block of dw and slice of the batch):
+ * small workgroups spread them over the CPU's threads (llvmpipe runs a workgroup on one).
  */
 const WEIGHT_WORKGROUP = 8;
+/** backward_weight: invocations to aim for, by cutting the rows of dy into slices. */
+const WEIGHT_INVOCATIONS = 64;
+/** forward and backward_input: invocations per workgroup (few invocations, many cores). */
+const PIXEL_WORKGROUP = 8;
+/** forward and backward_input: pixels per invocation (each for 4 images). */
+const PIXELS = 2;
 /** Floats of a uniform binding: WebGPU's default limit (64 KiB) = the WGSL arrays' size. */
 const UNIFORM_FLOATS = 16384;
 
@@ -132,6 +140,8 @@ interface Dims {
   padding: number;
   outHeight: number;
   outWidth: number;
+  /** backward_weight: rows (g, p) of dy per slice (each slice sums a partial dw). */
+  sliceRows?: number;
 }
 
 /** The kernels' uniform: fields as in the WGSL struct Params, in its order. */
@@ -147,6 +157,7 @@ function params(rt: Runtime, d: Dims): Uniform {
     padding: d.padding,
     out_height: d.outHeight,
     out_width: d.outWidth,
+    slice_rows: d.sliceRows ?? 1,
   });
 }
 
@@ -195,34 +206,50 @@ async function buildFast(ctx: LayerContext, d: Dims): Promise<LayerOps> {
   const wbFloats = d.outChannels * rr * quads(d.inChannels) * 4;
   const staged = stageBuffer(rt, { wf: wfFloats, wb: wbFloats });
   // Channels per invocation: up to 32 (8 quads) in forward and backward_input; up to 16 x 16
-  // (dw) in backward_weight, whose loads are all storage loads.
+  // (dw) in backward_weight.
   const forwardQuads = quadsFor(d.outChannels, 8);
   const inputQuads = quadsFor(d.inChannels, 8);
   const weightQuads = { K_QUADS: quadsFor(d.outChannels, 4), COL_QUADS: quadsFor(columns, 4) };
-  const [stageK, forwardK, inputK, weightK] = await Promise.all([
+  const [stageK, forwardK, inputK, weightK, reduceK] = await Promise.all([
     kernel(rt, "conv2d.wgsl", "stage_weights", { WORKGROUP }),
     kernel(rt, "conv2d.wgsl", "forward", {
-      WORKGROUP,
+      WORKGROUP: PIXEL_WORKGROUP,
       QUADS: forwardQuads,
+      PIXELS,
       UNIFORM_WEIGHTS: wfFloats <= UNIFORM_FLOATS ? 1 : 0,
     }),
     kernel(rt, "conv2d.wgsl", "backward_input", {
-      WORKGROUP,
+      WORKGROUP: PIXEL_WORKGROUP,
       QUADS: inputQuads,
+      PIXELS,
       UNIFORM_WEIGHTS: wbFloats <= UNIFORM_FLOATS ? 1 : 0,
     }),
     kernel(rt, "conv2d.wgsl", "backward_weight", { WORKGROUP: WEIGHT_WORKGROUP, ...weightQuads }),
+    kernel(rt, "conv2d.wgsl", "reduce_weight", { WORKGROUP }),
   ]);
+  // x and dy packed in groups of four images, as textures (see kernels/conv2d.wgsl).
+  const groupCount = Math.ceil(d.batch / 4);
+  const x4 = await packed(rt, x, groupCount);
+  const dy4 = await packed(rt, dy, groupCount);
 
-  // Invocations: forward, 4 output pixels x 4*QUADS channels; backward_input, 4 input pixels
-  // of one phase (h mod S, w mod S) x 4*QUADS channels; backward_weight, one block of dw.
-  const pixelQuads = quads(d.batch * d.outHeight * d.outWidth);
-  const forwardCount = pixelQuads * Math.ceil(quads(d.outChannels) / forwardQuads);
-  const phasePixels = d.batch * Math.ceil(d.height / d.stride) * Math.ceil(d.width / d.stride);
-  const inputCount = quads(phasePixels) * d.stride * d.stride *
+  // Invocations: forward, 4 images x PIXELS output pixels x 4*QUADS channels;
+  // backward_input, 4 images x PIXELS input pixels of one phase (h mod S, w mod S) x 4*QUADS
+  // channels; backward_weight, one block of dw per slice of the rows (g, p) of dy4.
+  const pairs = (pixels: number) => Math.ceil(pixels / PIXELS);
+  const forwardCount = pairs(d.outHeight * d.outWidth) * groupCount *
+    Math.ceil(quads(d.outChannels) / forwardQuads);
+  const phasePixels = Math.ceil(d.height / d.stride) * Math.ceil(d.width / d.stride);
+  const inputCount = pairs(phasePixels) * d.stride * d.stride * groupCount *
     Math.ceil(quads(d.inChannels) / inputQuads);
-  const weightCount = Math.ceil(columns / (4 * weightQuads.COL_QUADS)) *
+  const weightBlocks = Math.ceil(columns / (4 * weightQuads.COL_QUADS)) *
     Math.ceil(d.outChannels / (4 * weightQuads.K_QUADS));
+  // Slices: enough that backward_weight has about WEIGHT_INVOCATIONS invocations.
+  const rows = groupCount * d.outHeight;
+  const sliceRows = Math.ceil(rows / Math.min(rows, Math.ceil(WEIGHT_INVOCATIONS / weightBlocks)));
+  const slices = Math.ceil(rows / sliceRows);
+  const partRow = d.outChannels * columns + d.outChannels;
+  const part = tensor(rt, [slices, partRow], { label: "conv2d dw parts" });
+  const weightU = params(rt, { ...d, sliceRows });
 
   const stage = op(
     rt,
@@ -233,19 +260,54 @@ async function buildFast(ctx: LayerContext, d: Dims): Promise<LayerOps> {
   const forward = op(
     rt,
     forwardK,
-    [x, staged.wfUniform, staged.wf, p.bias, y, u],
-    grid(forwardCount, WORKGROUP),
+    [x4.texture, staged.wfUniform, staged.wf, p.bias, y, u],
+    grid(forwardCount, PIXEL_WORKGROUP),
   );
-  const backward: Op[] = [];
+  // x4 is packed by the forward and still holds this step's x in the backward.
+  const backward: Op[] = [...dy4.ops];
   if (dx) {
     backward.push(
-      op(rt, inputK, [dy, staged.wbUniform, staged.wb, dx, u], grid(inputCount, WORKGROUP)),
+      op(
+        rt,
+        inputK,
+        [dy4.texture, staged.wbUniform, staged.wb, dx, u],
+        grid(inputCount, PIXEL_WORKGROUP),
+      ),
     );
   }
   backward.push(
-    op(rt, weightK, [x, dy, grads.weight, grads.bias, u], grid(weightCount, WEIGHT_WORKGROUP)),
+    op(
+      rt,
+      weightK,
+      [x4.texture, dy4.texture, part, weightU],
+      grid(weightBlocks * slices, WEIGHT_WORKGROUP),
+    ),
+    op(rt, reduceK, [part, grads.weight, grads.bias, weightU], grid(partRow, WORKGROUP)),
   );
-  return { train: [stage, forward], eval: [stage, forward], backward };
+  const train = [stage, ...x4.ops, forward];
+  return { train, eval: train, backward };
+}
+
+/**
+ * `t` [N, ...] packed in groups of four images ([G, ...] of vec4, see kernels/conv2d.wgsl) in
+ * a texture, and the ops that refresh it after `t` is written: copy t to its mirror, pack,
+ * copy the packed tensor to its mirror.
+ */
+async function packed(rt: Runtime, t: Tensor, groupCount: number) {
+  const image = t.size / t.shape[0];
+  const aligned = image % 4 === 0;
+  const packK = await kernel(rt, "conv2d.wgsl", "pack", { WORKGROUP, ALIGNED: aligned ? 1 : 0 });
+  const source = textureMirror(rt, t);
+  const flat = tensor(rt, [groupCount, image, 4], { label: `${t.label} packed` });
+  const texture = textureMirror(rt, flat);
+  const u = uniform(rt, "conv2d pack", { batch: t.shape[0], image });
+  const pack = op(
+    rt,
+    packK,
+    [source, flat, u],
+    grid(groupCount * Math.ceil(image / 4), WORKGROUP),
+  );
+  return { texture, ops: [source.copy, pack, texture.copy] };
 }
 
 // The plain kernels: one invocation per output element.

@@ -4,6 +4,10 @@
  * count into its own row of a `metrics` tensor on the GPU (the row is the step state's
  * `batch`), so the training loop never reads back per step: it reads the rows of many steps
  * at once when it reports, and can name the exact step whose loss was not finite.
+ *
+ * A step can also write one row per `group` of consecutive images: an evaluation step over
+ * 1,024 images with groups of 32 writes the 32 rows that 32 steps of batch 32 would write,
+ * the same numbers (each group's sum is formed exactly as a step of 32 forms it).
  * @module
  */
 
@@ -31,18 +35,35 @@ export interface CrossEntropyOptions {
   metrics: Tensor;
   /** The step state (lib/step_state.ts): its `batch` picks the metrics row. */
   state: Tensor;
+  /**
+   * Images per full step of the pass (default B): a step's first metrics row is
+   * `batch * batchSize / group`. The last, partial step of a pass has B < batchSize.
+   */
+  batchSize?: number;
+  /**
+   * Images per metrics row (default batchSize): each group of `group` consecutive images
+   * gets its own row (mean loss, correct), the last group of a step what is left.
+   */
+  group?: number;
 }
 
 /**
  * logits [B,C], labels [B] -> metrics[batch] = (mean loss, correct), dlogits [B,C].
+ * With groups: metrics[batch * batchSize / group + g] = (mean loss, correct) of group g.
  *
  * Makes the op of the loss: `forward` when `dlogits` is null (evaluation), else
- * `forward_backward` (training), which also writes dlogits = (softmax(z) - onehot) / B.
+ * `forward_backward` (training), which also writes dlogits = (softmax(z) - onehot) / B
+ * (the gradient of the mean over all B images, whatever the groups).
  *
  * @example
  * ```ts
  * const metrics = createMetrics(rt, stepsPerEpoch);
  * const loss = await crossEntropy(rt, { logits, labels, dlogits, metrics, state: state.tensor });
+ * // An evaluation step of 1,024 images that writes 32 rows, one per 32 images:
+ * const evalLoss = await crossEntropy(rt, {
+ *   logits: logits1024, labels: labels1024, dlogits: null, metrics, state: state.tensor,
+ *   group: 32,
+ * });
  * ```
  */
 export async function crossEntropy(rt: Runtime, options: CrossEntropyOptions): Promise<Op> {
@@ -62,14 +83,29 @@ export async function crossEntropy(rt: Runtime, options: CrossEntropyOptions): P
   if (metrics.shape.length !== 2 || metrics.shape[1] !== 2) {
     throw new Error(`cross_entropy: metrics is [${metrics.shape}], expected [capacity, 2]`);
   }
+  const batchSize = options.batchSize ?? batch;
+  const group = options.group ?? batchSize;
+  if (!Number.isInteger(batchSize) || batchSize < batch) {
+    throw new Error(`cross_entropy: batchSize ${batchSize} must be a whole number >= B (${batch})`);
+  }
+  if (!Number.isInteger(group) || group < 1 || batchSize % group !== 0) {
+    throw new Error(`cross_entropy: group ${group} must divide batchSize (${batchSize})`);
+  }
   const constants = { WORKGROUP: 64 };
-  const params = uniform(rt, "cross_entropy", { batch, classes });
+  const params = uniform(rt, "cross_entropy", {
+    batch,
+    classes,
+    group,
+    rows_per_step: batchSize / group,
+  });
   const bindings = [logits, labels, metrics, state, params];
+  const workgroups = Math.ceil(batch / group);
   if (!dlogits) {
-    return op(rt, await kernel(rt, "cross_entropy.wgsl", "forward", constants), bindings, 1);
+    const k = await kernel(rt, "cross_entropy.wgsl", "forward", constants);
+    return op(rt, k, bindings, workgroups);
   }
   const k = await kernel(rt, "cross_entropy.wgsl", "forward_backward", constants);
-  return op(rt, k, [...bindings, dlogits], 1);
+  return op(rt, k, [...bindings, dlogits], workgroups);
 }
 
 /**
