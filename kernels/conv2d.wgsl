@@ -214,20 +214,35 @@ fn bias_block(k: u32, u: Params) -> mat4x4f {
   return mat4x4f(b, b, b, b);
 }
 
-// Stores block[j][i] = y[4g+j, k+i, m] (m = p*Q + q) for the images and channels that exist.
-fn store_y(block: mat4x4f, k: u32, g: u32, m: u32, u: Params) {
-  let plane = u.out_height * u.out_width;
-  for (var j = 0u; j < 4u; j++) {
-    let n = g * 4u + j;
-    if (n < u.batch) {
-      let out = n * u.out_channels * plane + m;
-      for (var i = 0u; i < 4u; i++) {
-        if (k + i < u.out_channels) {
-          fy[out + (k + i) * plane] = block[j][i];
-        }
-      }
-    }
+// Stores v[i] = y[n, k+i, m] (m = p*Q + q) for the channels that exist, if image n does.
+fn store_y4(v: vec4f, k: u32, n: u32, m: u32, u: Params) {
+  if (n >= u.batch) {
+    return;
   }
+  let plane = u.out_height * u.out_width;
+  let out = (n * u.out_channels + k) * plane + m;
+  fy[out] = v.x;
+  if (k + 1u < u.out_channels) {
+    fy[out + plane] = v.y;
+  }
+  if (k + 2u < u.out_channels) {
+    fy[out + 2u * plane] = v.z;
+  }
+  if (k + 3u < u.out_channels) {
+    fy[out + 3u * plane] = v.w;
+  }
+}
+
+// Stores block[j][i] = y[4g+j, k+i, m] for the images and channels that exist. (Written out
+// by column: a loop here would index the matrix by a variable, see the header.)
+fn store_y(block: mat4x4f, k: u32, g: u32, m: u32, u: Params) {
+  if (k >= u.out_channels) {
+    return;
+  }
+  store_y4(block[0], k, g * 4u, m, u);
+  store_y4(block[1], k, g * 4u + 1u, m, u);
+  store_y4(block[2], k, g * 4u + 2u, m, u);
+  store_y4(block[3], k, g * 4u + 3u, m, u);
 }
 
 // forward: one invocation = y of 4 images (group g) x PIXELS output pixels (m0, m0+1 in
@@ -399,21 +414,34 @@ fn load_dy(i: u32, inside: bool) -> vec4f {
   return vec4f();
 }
 
-// Stores block[j][i] = dx[4g+j, c+i, at] (at = h*W + w) for the images and channels that
-// exist.
-fn store_dx(block: mat4x4f, c: u32, g: u32, at: u32, u: Params) {
-  let plane = u.height * u.width;
-  for (var j = 0u; j < 4u; j++) {
-    let n = g * 4u + j;
-    if (n < u.batch) {
-      let out = n * u.in_channels * plane + at;
-      for (var i = 0u; i < 4u; i++) {
-        if (c + i < u.in_channels) {
-          idx[out + (c + i) * plane] = block[j][i];
-        }
-      }
-    }
+// Stores v[i] = dx[n, c+i, at] (at = h*W + w) for the channels that exist, if image n does.
+fn store_dx4(v: vec4f, c: u32, n: u32, at: u32, u: Params) {
+  if (n >= u.batch) {
+    return;
   }
+  let plane = u.height * u.width;
+  let out = (n * u.in_channels + c) * plane + at;
+  idx[out] = v.x;
+  if (c + 1u < u.in_channels) {
+    idx[out + plane] = v.y;
+  }
+  if (c + 2u < u.in_channels) {
+    idx[out + 2u * plane] = v.z;
+  }
+  if (c + 3u < u.in_channels) {
+    idx[out + 3u * plane] = v.w;
+  }
+}
+
+// Stores block[j][i] = dx[4g+j, c+i, at] for the images and channels that exist.
+fn store_dx(block: mat4x4f, c: u32, g: u32, at: u32, u: Params) {
+  if (c >= u.in_channels) {
+    return;
+  }
+  store_dx4(block[0], c, g * 4u, at, u);
+  store_dx4(block[1], c, g * 4u + 1u, at, u);
+  store_dx4(block[2], c, g * 4u + 2u, at, u);
+  store_dx4(block[3], c, g * 4u + 3u, at, u);
 }
 
 // backward_input: dx[n,c,h,w] = sum over k,r,s with h = p*S + r - pad and w = q*S + s - pad
@@ -643,28 +671,49 @@ fn column_quad(col0: u32, u: Params) -> ColumnQuad {
   return ColumnQuad(r, s, offset);
 }
 
+// Stores v[i] at wpart[at + i * stride] for the i < count.
+fn store_part4(v: vec4f, at: u32, stride: u32, count: u32) {
+  if (count == 0u) {
+    return;
+  }
+  wpart[at] = v.x;
+  if (count > 1u) {
+    wpart[at + stride] = v.y;
+  }
+  if (count > 2u) {
+    wpart[at + 2u * stride] = v.z;
+  }
+  if (count > 3u) {
+    wpart[at + 3u * stride] = v.w;
+  }
+}
+
 // Stores block[j][i] = the partial dw of channel k+i at column col0+j (if they exist) in the
 // slice's row of part, which starts at `row`.
 fn store_dw(block: mat4x4f, k: u32, col0: u32, row: u32, u: Params) {
   let crr = u.in_channels * u.kernel_size * u.kernel_size;
-  for (var j = 0u; j < 4u; j++) {
-    if (col0 + j < crr) {
-      for (var i = 0u; i < 4u; i++) {
-        if (k + i < u.out_channels) {
-          wpart[row + (k + i) * crr + col0 + j] = block[j][i];
-        }
-      }
-    }
+  if (k >= u.out_channels || col0 >= crr) {
+    return;
+  }
+  let channels = u.out_channels - k;
+  let at = row + k * crr + col0;
+  store_part4(block[0], at, crr, channels);
+  if (col0 + 1u < crr) {
+    store_part4(block[1], at + 1u, crr, channels);
+  }
+  if (col0 + 2u < crr) {
+    store_part4(block[2], at + 2u, crr, channels);
+  }
+  if (col0 + 3u < crr) {
+    store_part4(block[3], at + 3u, crr, channels);
   }
 }
 
 // Stores v = the partial db of channels k..k+3 (if they exist), after the slice's dw.
 fn store_db(v: vec4f, k: u32, row: u32, u: Params) {
-  let at = row + u.out_channels * u.in_channels * u.kernel_size * u.kernel_size;
-  for (var i = 0u; i < 4u; i++) {
-    if (k + i < u.out_channels) {
-      wpart[at + k + i] = v[i];
-    }
+  if (k < u.out_channels) {
+    let at = row + u.out_channels * u.in_channels * u.kernel_size * u.kernel_size + k;
+    store_part4(v, at, 1u, u.out_channels - k);
   }
 }
 
