@@ -16,7 +16,7 @@
  * @module
  */
 
-import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
 import { createRuntime, readback, type Runtime, upload } from "../lib/runtime.ts";
 import { lenet, type Model } from "../lib/models.ts";
@@ -31,6 +31,7 @@ import { loadStateDict, stateDict } from "../lib/checkpoint.ts";
 import { type Dataset, loadDataset } from "../lib/io/mnist.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/files.ts";
 import { lenetStepReference } from "../tests/reference/lenet_step.ts";
+import { nonNegativeInt, positiveInt } from "../scripts/cli_options.ts";
 
 /** One epoch of one framework: every step's loss and correct count, and the epoch's figures. */
 export interface EpochRun {
@@ -64,20 +65,6 @@ const NOISE_DRIVEN = [
 ];
 
 const CHECKED_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 1875, 2500, 3000, 3750];
-
-function positiveInt(name: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
-      throw new InvalidArgumentError(`${name} must be a whole number >= 1, got "${value}".`);
-    }
-    return n;
-  };
-}
-
-function nonNegativeInt(name: string) {
-  return (value: string) => value.trim() === "0" ? 0 : positiveInt(name)(value);
-}
 
 const program = new Command()
   .name("deno task bench:crosscheck")

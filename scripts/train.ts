@@ -23,6 +23,7 @@ import {
 import { lineChartsSvg } from "../lib/io/charts.ts";
 import { loadDataset, prepareDataset } from "../lib/io/mnist.ts";
 import { readback, upload } from "../lib/runtime.ts";
+import { nonNegativeInt, positiveInt } from "./cli_options.ts";
 
 /** Per-epoch figures, as metrics.json holds them. */
 interface EpochRecord {
@@ -34,20 +35,6 @@ interface EpochRecord {
   train_seconds: number;
   train_images_per_s: number;
   test_seconds: number;
-}
-
-function positiveInt(name: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
-      throw new InvalidArgumentError(`${name} must be a whole number >= 1, got "${value}".`);
-    }
-    return n;
-  };
-}
-
-function nonNegativeInt(name: string) {
-  return (value: string) => value === "0" ? 0 : positiveInt(name)(value);
 }
 
 function number(name: string, options: { min: number; exclusive?: boolean }) {

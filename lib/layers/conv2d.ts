@@ -53,9 +53,11 @@ export interface Conv2dOptions {
 /**
  * A Conv2d layer: x [N,C,H,W] -> y [N,K,P,Q] with P = floor((H + 2 pad - R) / stride) + 1.
  * Parameters (PyTorch names): `weight` [K,C,R,R] and `bias` [K], both uniform in
- * +-1/sqrt(C*R*R). Forward is two dispatches (stage the weights, convolve); backward is one
- * for dx (when a layer below needs it) and one that writes both dweight and dbias.
- * Backward reads the weights its step's forward staged: run train (or eval) first.
+ * +-1/sqrt(C*R*R). Forward is three dispatches (stage the weights, pack x in groups of four
+ * images, convolve) and two texture copies; backward packs dy, then one dispatch for dx (when
+ * a layer below needs it) and two that write dweight and dbias (partial sums over slices of
+ * the batch, then their sum). Backward reads the weights and the packed x of its step's
+ * forward: run train (or eval) first.
  *
  * @example
  * ```ts
