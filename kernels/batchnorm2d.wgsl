@@ -34,10 +34,10 @@
 //
 // Bindings (per entry point, numbered from 0 in the order listed):
 //   eval_forward:  x [N,C,H,W] (texture), weight [C], bias [C], running_mean [C],
-//                  running_var [C], y [N,C,H,W] (as vec4s), y (as floats), params
+//                  running_var [C], y [N,C,H,W] (as vec4s), params
 //   train_forward: the same, then saved [C,4] (written: mean, invstd, scale, shift)
 //   backward:      x (texture), dy [N,C,H,W] (texture), saved [C,4], dweight [C], dbias [C],
-//                  dx [N,C,H,W] (as vec4s), dx (as floats), params
+//                  dx [N,C,H,W] (as vec4s), params
 
 override WORKGROUP: u32 = 8;
 override RELU: bool = false;
@@ -69,9 +69,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<vec4f>;
-@group(0) @binding(6) var<storage, read_write> y_floats: array<f32>;
-@group(0) @binding(7) var<uniform> params: Params;
-@group(0) @binding(8) var<storage, read_write> saved_out: array<vec4f>;
+@group(0) @binding(6) var<uniform> params: Params;
+@group(0) @binding(7) var<storage, read_write> saved_out: array<vec4f>;
 
 // backward
 @group(0) @binding(1) var dy: texture_2d<f32>;
@@ -79,8 +78,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dweight: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dbias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<vec4f>;
-@group(0) @binding(6) var<storage, read_write> dx_floats: array<f32>;
-@group(0) @binding(7) var<uniform> backward_params: Params;
+@group(0) @binding(6) var<uniform> backward_params: Params;
 
 fn texel(t: texture_2d<f32>, i: u32) -> vec4f {
   return textureLoad(t, vec2u(i % TEXTURE_ROW, i / TEXTURE_ROW), 0);
@@ -194,16 +192,16 @@ fn normalized(v: vec4f, affine: vec4f) -> vec4f {
 // Writes the floats of texel t that `take` says.
 fn store_y(t: u32, v: vec4f, take: vec4<bool>) {
   if (take.x) {
-    y_floats[t * 4u] = v.x;
+    y[t].x = v.x;
   }
   if (take.y) {
-    y_floats[t * 4u + 1u] = v.y;
+    y[t].y = v.y;
   }
   if (take.z) {
-    y_floats[t * 4u + 2u] = v.z;
+    y[t].z = v.z;
   }
   if (take.w) {
-    y_floats[t * 4u + 3u] = v.w;
+    y[t].w = v.w;
   }
 }
 
@@ -283,16 +281,16 @@ fn input_grad(t: u32, affine: vec4f, sums: vec2f) -> vec4f {
 
 fn store_dx(t: u32, v: vec4f, take: vec4<bool>) {
   if (take.x) {
-    dx_floats[t * 4u] = v.x;
+    dx[t].x = v.x;
   }
   if (take.y) {
-    dx_floats[t * 4u + 1u] = v.y;
+    dx[t].y = v.y;
   }
   if (take.z) {
-    dx_floats[t * 4u + 2u] = v.z;
+    dx[t].z = v.z;
   }
   if (take.w) {
-    dx_floats[t * 4u + 3u] = v.w;
+    dx[t].w = v.w;
   }
 }
 

@@ -274,7 +274,7 @@ Deno.test(
     const { weight, bias, running_mean, running_var } = h.params;
     const xt = textureMirror(rt, h.x);
     const y4 = view(h.y, 0, [Math.ceil(h.y.size / 4), 4], "y (vec4)");
-    const bindings = [xt, weight, bias, running_mean, running_var, y4, h.y, u];
+    const bindings = [xt, weight, bias, running_mean, running_var, y4, u];
     submit(rt, [xt.copy, op(rt, k, bindings, [3, 2])]);
     const ref = batchnorm2dEvalForward({ x, shape }, p, { relu: true });
     assertClose(await readback(rt, h.y), ref, { atol: 1e-6, rtol: 1e-6 }, "y");

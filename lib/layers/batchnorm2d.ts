@@ -107,7 +107,6 @@ async function build(
     params.running_mean,
     params.running_var,
     asTexels(y),
-    y,
   ];
   const train: Op[] = [
     xt.copy,
@@ -128,7 +127,7 @@ async function build(
     op(
       rt,
       backwardK,
-      [xt, dyt, saved, grads.weight, grads.bias, asTexels(dx), dx, backwardU],
+      [xt, dyt, saved, grads.weight, grads.bias, asTexels(dx), backwardU],
       perChannel,
     ),
   ];
