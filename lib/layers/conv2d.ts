@@ -24,7 +24,7 @@ import type { Layer, LayerContext, LayerOps } from "./layer.ts";
 /** Invocations per workgroup. */
 const WORKGROUP = 64;
 /**
- * backward_weight has few invocations (one per 16x16 block of dw and slice of the batch):
+ * backward_weight has few invocations (one per 16x16 block of dw and slice of the rows of dy):
  * small workgroups spread them over the CPU's threads (llvmpipe runs a workgroup on one).
  */
 const WEIGHT_WORKGROUP = 8;
