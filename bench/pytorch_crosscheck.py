@@ -19,9 +19,10 @@ usage:
       step<k>.x, step<k>.logits, step<k>.loss, step<k>.grad.<name> and step<k>.state.<name>
       (the state_dict after the step, num_batches_tracked left out).
 
-Reads and writes safetensors with the standard library and torch only."""
+Reads and writes safetensors with the standard library and torch only
+(tests/pytorch/seed_models.py)."""
 import json
-import struct
+import os
 import sys
 import time
 
@@ -29,52 +30,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-DTYPES = {"F32": torch.float32, "I64": torch.int64, "U8": torch.uint8, "I32": torch.int32}
-NAMES = {v: k for k, v in DTYPES.items()}
+# The seed's LeNet and the safetensors reader and writer, shared with the checkpoint test.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "pytorch"))
+from seed_models import LeNet, read_safetensors, write_safetensors  # noqa: E402
+
 BATCH_SIZE = 32
 MEAN, STD = 0.1307, 0.3081
-
-
-def read_safetensors(path):
-    data = open(path, "rb").read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    header.pop("__metadata__", None)
-    out = {}
-    for name, t in header.items():
-        begin, end = t["data_offsets"]
-        raw = bytearray(data[8 + n + begin:8 + n + end])
-        dtype = DTYPES[t["dtype"]]
-        out[name] = torch.frombuffer(raw, dtype=dtype).reshape(t["shape"]) if raw else \
-            torch.zeros(t["shape"], dtype=dtype)
-    return out
-
-
-def write_safetensors(path, tensors):
-    header, chunks, offset = {}, [], 0
-    for name, t in tensors.items():
-        raw = t.detach().contiguous().numpy().tobytes()
-        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
-
-
-class LeNet(nn.Module):  # the seed's model, as written there
-    def __init__(self, input_channels: int = 1):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(input_channels, 16, kernel_size=4, stride=2), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, kernel_size=4, stride=2), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.AdaptiveAvgPool2d((1, 1)))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32, 10))
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
 
 
 def normalized(images):

@@ -161,12 +161,10 @@ export function view(parent: Tensor, offset: number, shape: number[], label: str
  * activation many times read its mirror. `copy` (an op) refreshes it from the buffer.
  */
 export interface TextureMirror {
-  source: Tensor;
   texture: GPUTexture;
   view: GPUTextureView;
-  /** The op that copies `source` into the texture: record it after the source is written. */
+  /** The op that copies the tensor into the texture: record it after the tensor is written. */
   copy: Op;
-  label: string;
 }
 
 /**
@@ -201,7 +199,7 @@ export function textureMirror(rt: Runtime, t: Tensor): TextureMirror {
         [width, rows],
       ),
   };
-  return { source: t, texture, view: texture.createView({ label }), copy, label };
+  return { texture, view: texture.createView({ label }), copy };
 }
 
 /** Writes `data` into the tensor (queued; visible to the next submit). */

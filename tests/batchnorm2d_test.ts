@@ -96,6 +96,35 @@ function uploadParams(rt: Runtime, h: Harness, p: ReturnType<typeof randomParams
 // and 3 floats, whose texels hold several planes; batch 1 with planes larger than a texel;
 // channels that are not a multiple of 4, several workgroups of channels (20: 8 + 8 + 4), and
 // the seed's two layers.
+/**
+ * Runs a training forward and the backward of `h` on x, dy and parameters p, and returns the
+ * float64 reference backward. The reference takes the GPU's own y (its ReLU mask) and the
+ * reference forward's statistics.
+ */
+async function runBackward(
+  rt: Runtime,
+  h: Harness,
+  data: {
+    x: Float32Array<ArrayBuffer>;
+    dy: Float32Array<ArrayBuffer>;
+    shape: Shape4;
+    p: ReturnType<typeof randomParams>;
+  },
+  relu: boolean,
+) {
+  const { x, dy, shape, p } = data;
+  upload(rt, h.x, x);
+  upload(rt, h.dy, dy);
+  uploadParams(rt, h, p);
+  submit(rt, [...h.ops.train, ...h.ops.backward]);
+  const y = await readback(rt, h.y);
+  const fwd = batchnorm2dTrainForward({ x, shape }, p, { relu });
+  return batchnorm2dBackward({ x, y, shape, mean: fwd.mean, invstd: fwd.invstd }, {
+    dy,
+    weight: p.weight,
+  }, { relu });
+}
+
 const SHAPES: Shape4[] = [
   [1, 3, 3, 3],
   [3, 5, 7, 9],
@@ -293,18 +322,7 @@ Deno.test(
         const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
         const x = randomArray(rng, n, -1, 3);
         const dy = randomArray(rng, n, -1, 1);
-        const p = randomParams(8, c);
-        upload(rt, h.x, x);
-        upload(rt, h.dy, dy);
-        uploadParams(rt, h, p);
-        submit(rt, [...h.ops.train, ...h.ops.backward]);
-        // The backward reads the GPU's own y (the ReLU mask) and saved statistics: use the same.
-        const y = await readback(rt, h.y);
-        const fwd = batchnorm2dTrainForward({ x, shape }, p, { relu });
-        const ref = batchnorm2dBackward({ x, y, shape, mean: fwd.mean, invstd: fwd.invstd }, {
-          dy,
-          weight: p.weight,
-        }, { relu });
+        const ref = await runBackward(rt, h, { x, dy, shape, p: randomParams(8, c) }, relu);
         const label = `[${shape}] relu ${relu}`;
         // dx = k (M g - sum g - xhat sum g xhat): the terms cancel, so the f32 error scales
         // with the largest |dx| rather than with each value; measured worst 2.6e-7 * scale.
@@ -332,17 +350,7 @@ Deno.test(
     for (const relu of [false, true]) {
       const h = await setup(rt, batchnorm2d(5, { relu }), [...shape], false);
       const x = randomArray(rng, n, -1, 1), dy = randomArray(rng, n, -1, 1);
-      const p = randomParams(10, 5);
-      upload(rt, h.x, x);
-      upload(rt, h.dy, dy);
-      uploadParams(rt, h, p);
-      submit(rt, [...h.ops.train, ...h.ops.backward]);
-      const y = await readback(rt, h.y);
-      const fwd = batchnorm2dTrainForward({ x, shape }, p, { relu });
-      const ref = batchnorm2dBackward({ x, y, shape, mean: fwd.mean, invstd: fwd.invstd }, {
-        dy,
-        weight: p.weight,
-      }, { relu });
+      const ref = await runBackward(rt, h, { x, dy, shape, p: randomParams(10, 5) }, relu);
       // Sums of 189 terms of size ~1 in f32: measured worst 7e-7.
       const sums = { atol: 1e-5, rtol: 1e-6 };
       assertClose(await readback(rt, h.grads.weight), ref.dweight, sums, `dweight relu ${relu}`);
