@@ -73,7 +73,9 @@ fn softmax_row(n: u32) -> Row {
 fn row_loss(n: u32, row: Row) -> f32 {
   let label = labels[n];
   if (label >= params.classes) {
-    return bitcast<f32>(0x7fc00000u);
+    // A quiet NaN made at run time: browsers reject a constant expression that is NaN.
+    var nan_bits = 0x7fc00000u;
+    return bitcast<f32>(nan_bits);
   }
   return (row.max - logits[n * params.classes + label]) + log(row.sum);
 }
