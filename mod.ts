@@ -37,4 +37,4 @@ export { avgPool2d, maxPool2d, type Pool2dOptions } from "./lib/layers/pool2d.ts
 export { sigmoid, tanh } from "./lib/layers/activation.ts";
 export { conv2dTable, LECUN_C3_TABLE } from "./lib/layers/conv2d_table.ts";
 export { conv2dAsLinear } from "./lib/layers/conv2d_as_linear.ts";
-export { tsne, type TsneOptions, type TsneResult } from "./lib/tsne.ts";
+export { tsne, type TsneOptions, type TsneResult } from "./lib/tsne/tsne.ts";

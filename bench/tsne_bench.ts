@@ -13,13 +13,9 @@
 import { gpuBench } from "./util.ts";
 import { createRuntime, type Runtime } from "../lib/runtime.ts";
 import { random } from "../lib/random.ts";
-import {
-  affinityProgram,
-  jointProbabilities,
-  pcaInit,
-  tsneAffinities,
-  tsneProgram,
-} from "../lib/tsne.ts";
+import { affinityProgram, jointProbabilities, tsneAffinities } from "../lib/tsne/affinities.ts";
+import { pcaInit } from "../lib/tsne/pca.ts";
+import { tsneProgram } from "../lib/tsne/tsne.ts";
 
 const rt = createRuntime("auto");
 const DIM = 10;

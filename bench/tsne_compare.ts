@@ -22,14 +22,10 @@
 import { parseArgs } from "node:util";
 import { createRuntime } from "../lib/runtime.ts";
 import { random } from "../lib/random.ts";
-import {
-  jointProbabilities,
-  klDivergence,
-  neighbourAgreement,
-  tsne,
-  tsneAffinities,
-} from "../lib/tsne.ts";
-import { tsneJs } from "../lib/tsne_js.ts";
+import { tsne } from "../lib/tsne/tsne.ts";
+import { jointProbabilities, tsneAffinities } from "../lib/tsne/affinities.ts";
+import { klDivergence, neighbourAgreement } from "../lib/tsne/quality.ts";
+import { tsneJs } from "../lib/tsne/tsne_js.ts";
 import { loadDataset } from "../lib/io/mnist.ts";
 import { readSafetensorsFile } from "../lib/io/files.ts";
 import { getTensor } from "../lib/io/safetensors.ts";

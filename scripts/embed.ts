@@ -10,8 +10,8 @@ import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typin
 import { join } from "node:path";
 import { createRuntime, type DeviceChoice } from "../lib/runtime.ts";
 import { forwardSplit } from "../lib/infer.ts";
-import { tsne } from "../lib/tsne.ts";
-import { tsneJs } from "../lib/tsne_js.ts";
+import { tsne } from "../lib/tsne/tsne.ts";
+import { tsneJs } from "../lib/tsne/tsne_js.ts";
 import { loadRun, newestRun } from "../lib/io/runs.ts";
 import { CLASS_NAMES, type DatasetName, loadDataset } from "../lib/io/mnist.ts";
 import { writeFileAtomic, writeSafetensorsFile } from "../lib/io/files.ts";

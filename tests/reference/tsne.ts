@@ -1,5 +1,5 @@
 /**
- * t-SNE in float64, dense and plain, to check kernels/tsne.wgsl and lib/tsne.ts: the same
+ * t-SNE in float64, dense and plain, to check kernels/tsne.wgsl and lib/tsne/: the same
  * algorithm as scikit-learn's TSNE with the exact gradient and the k-nearest-neighbour P of
  * its barnes_hut method. O(n^2) memory: for small n only.
  * @module
@@ -194,7 +194,7 @@ export function tsneDescent(
 
 /**
  * The leading principal axes of the data (unit vectors, sign free), by power iteration
- * with deflation on the float64 covariance: an independent check of lib/tsne.ts's PCA.
+ * with deflation on the float64 covariance: an independent check of lib/tsne/pca.ts.
  */
 export function principalAxes(
   data: ArrayLike<number>,

@@ -3,7 +3,7 @@
  * `deno task embed`: exact gradient, dense P over all pairs, O(N^2) memory (8 float64 N x N
  * matrices: 64 MB at N = 1,000) and about a minute for 1,000 points here.
  *
- * How tsne-js differs from scikit-learn (and from lib/tsne.ts): P from euclidean distances
+ * How tsne-js differs from scikit-learn (and from lib/tsne/tsne.ts): P from euclidean distances
  * (not squared) over all points; random initialization (normal, std 1e-4); exaggeration
  * for its first 100 iterations (momentum 0.5 for 50, then 0.8); gains +0.05 / *0.95; it
  * stops early when the KL changes by less than 1e-6 or has not improved for 30 iterations.
@@ -13,7 +13,7 @@
  */
 
 import TSNE from "tsne-js";
-import { random } from "./random.ts";
+import { random } from "../random.ts";
 
 /** Options of {@linkcode tsneJs}; defaults as the seed's `TSNE(...)` call. */
 export interface TsneJsOptions {
@@ -45,8 +45,13 @@ export interface TsneJsResult {
  * the thread for the whole run.
  *
  * @example
- * ```ts ignore
- * const { points, kl } = tsneJs(logits, { n: 1000, dim: 10 });
+ * ```ts
+ * import { tsneJs } from "./tsne_js.ts";
+ *
+ * const data = Array.from({ length: 20 * 3 }, (_, i) => Math.sin(i));
+ * // More than tsne-js's 100 exaggerated iterations: it reports no KL before they end.
+ * const { points, kl } = tsneJs(data, { n: 20, dim: 3, perplexity: 5, iterations: 150 });
+ * console.log(points.length, kl); // 40 and the KL of tsne-js
  * ```
  */
 export function tsneJs(data: ArrayLike<number>, options: TsneJsOptions): TsneJsResult {
