@@ -18,6 +18,7 @@
 
 import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
+import { findPython } from "../tests/pytorch/python.ts";
 import { createRuntime, readback, type Runtime, upload } from "../lib/runtime.ts";
 import { lenet, type Model } from "../lib/models.ts";
 import {
@@ -584,13 +585,8 @@ async function writeOrders(path: string, orders: Uint32Array[]): Promise<void> {
 
 /** A python3 that imports torch: Debian's /usr/bin/python3 first (the pyenv one lacks it). */
 async function torchPython(): Promise<string> {
-  for (const python of ["/usr/bin/python3", "python3"]) {
-    try {
-      const r = await new Deno.Command(python, { args: ["-c", "import torch"], stderr: "null" })
-        .output();
-      if (r.success) return python;
-    } catch { /* not installed */ }
-  }
+  const python = await findPython(["torch"]);
+  if (python) return python;
   throw new Error(
     "no python3 imports torch: apt-get install python3-torch, or pass --python <path>",
   );

@@ -26,6 +26,7 @@ import { tsne } from "../lib/tsne/tsne.ts";
 import { jointProbabilities, tsneAffinities } from "../lib/tsne/affinities.ts";
 import { klDivergence, neighbourAgreement } from "../lib/tsne/quality.ts";
 import { tsneJs } from "../lib/tsne/tsne_js.ts";
+import { findPython } from "../tests/pytorch/python.ts";
 import { loadDataset } from "../lib/io/mnist.ts";
 import { readSafetensorsFile } from "../lib/io/files.ts";
 import { getTensor } from "../lib/io/safetensors.ts";
@@ -82,7 +83,7 @@ const methods = args.methods.split(",");
 const largest = Math.max(...sizes);
 const points = await loadPoints(largest);
 const rt = await createRuntime("auto");
-const python = methods.includes("sklearn") ? await findSklearn() : undefined;
+const python = methods.includes("sklearn") ? await findPython(["sklearn"]) : undefined;
 console.log(`adapter: ${rt.description}; data: ${describe()}; sklearn: ${python ?? "not found"}`);
 
 const rows: Row[] = [];
@@ -194,23 +195,6 @@ async function loadPoints(n: number): Promise<Points> {
     for (let c = 0; c < dim; c++) data[i * dim + c] = centres[labels[i]][c] + rng.normal();
   }
   return { data, labels, dim };
-}
-
-// The first python3 that imports sklearn (pyenv's shim may shadow Debian's).
-async function findSklearn(): Promise<string | undefined> {
-  for (const python of ["python3", "/usr/bin/python3"]) {
-    try {
-      const { success } = await new Deno.Command(python, {
-        args: ["-c", "import sklearn"],
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      if (success) return python;
-    } catch {
-      // not installed: try the next one
-    }
-  }
-  return undefined;
 }
 
 // The seed's call: TSNE(n_components=2, perplexity=30, random_state=42, max_iter=300,

@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { loadDataset } from "../lib/io/mnist.ts";
 import { encodeIdxImages, encodeIdxLabels } from "../lib/io/idx.ts";
+import { findPython, PYTORCH_PACKAGES } from "../tests/pytorch/python.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -48,31 +49,14 @@ async function run(cmd: string, args: string[], env: Record<string, string> = {}
 
 /** A python3 that imports torch, torchvision and sklearn; installs Debian's when none does. */
 async function torchPython(): Promise<string> {
-  const check = async (python: string) => {
-    try {
-      const r = await new Deno.Command(python, {
-        args: ["-c", "import torch, torchvision, sklearn"],
-        stderr: "null",
-      }).output();
-      return r.success;
-    } catch {
-      return false;
-    }
-  };
-  for (const python of ["/usr/bin/python3", "python3"]) if (await check(python)) return python;
-  console.log(
-    "PyTorch is missing: apt-get install python3-torch python3-torchvision python3-sklearn",
-  );
+  const modules = ["torch", "torchvision", "sklearn"];
+  const python = await findPython(modules);
+  if (python) return python;
+  console.log(`PyTorch is missing: apt-get install ${PYTORCH_PACKAGES.join(" ")}`);
   await run("apt-get", ["update", "-qq"]);
-  await run("apt-get", [
-    "install",
-    "-y",
-    "-qq",
-    "python3-torch",
-    "python3-torchvision",
-    "python3-sklearn",
-  ]);
-  if (await check("/usr/bin/python3")) return "/usr/bin/python3";
+  await run("apt-get", ["install", "-y", "-qq", ...PYTORCH_PACKAGES]);
+  const installed = await findPython(modules);
+  if (installed) return installed;
   throw new Error("could not install PyTorch (Debian's python3-torch); install it and run again");
 }
 

@@ -1,21 +1,11 @@
 import { join } from "node:path";
 import { runScript, syntheticData } from "./util/synthetic.ts";
 import { assertClose } from "./util/assert_close.ts";
+import { findPython } from "./pytorch/python.ts";
 import { lenet5, MODELS, summaryRows } from "../lib/models.ts";
 import { readSafetensorsFile } from "../lib/io/files.ts";
 
 const cli = { sanitizeResources: false, sanitizeOps: false };
-
-/** A python3 with torch: Debian's python3-torch lives in /usr/bin/python3. */
-async function torchPython(): Promise<string | undefined> {
-  for (const python of ["python3", "/usr/bin/python3"]) {
-    try {
-      const r = await new Deno.Command(python, { args: ["-c", "import torch"], stderr: "null" })
-        .output();
-      if (r.success) return python;
-    } catch { /* not there */ }
-  }
-}
 
 /** seed_reference.py's LeNet5 state_dict: names and shapes, in order. */
 const PYTORCH_LENET5: [string, number[]][] = [
@@ -142,7 +132,7 @@ Deno.test(
     // train's loss is summed on the GPU in f32, evaluate's in f64 from the logits.
     assertClose([report.loss], [metrics.test_loss], { atol: 1e-5, rtol: 0 }, "evaluate loss");
 
-    const python = await torchPython();
+    const python = await findPython(["torch"]);
     if (!python) {
       console.log("no python3 with torch: the PyTorch half of this test is skipped");
     } else {

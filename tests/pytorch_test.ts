@@ -1,19 +1,9 @@
 import { join } from "node:path";
 import { trainedRun } from "./util/synthetic.ts";
 import { assertClose } from "./util/assert_close.ts";
+import { findPython } from "./pytorch/python.ts";
 
-/** A python3 with torch: Debian's python3-torch lives in /usr/bin/python3. */
-async function torchPython(): Promise<string | undefined> {
-  for (const python of ["python3", "/usr/bin/python3"]) {
-    try {
-      const r = await new Deno.Command(python, { args: ["-c", "import torch"], stderr: "null" })
-        .output();
-      if (r.success) return python;
-    } catch { /* not there */ }
-  }
-}
-
-const python = await torchPython();
+const python = await findPython(["torch"]);
 
 Deno.test({
   name: "PyTorch's seed model loads our checkpoint with strict=True and scores it as we do",

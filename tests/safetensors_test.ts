@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/files.ts";
+import { findPython } from "./pytorch/python.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -215,12 +216,7 @@ for name, t in header.items():
 print(json.dumps(out))
 `;
 
-const python = await new Deno.Command("python3", {
-  args: ["--version"],
-  stdout: "null",
-  stderr: "null",
-})
-  .output().then((r) => r.success, () => false);
+const python = await findPython();
 if (!python) console.log("python3 not found: skipping the independent-reader test");
 
 Deno.test({
@@ -231,7 +227,7 @@ Deno.test({
     try {
       const path = join(dir, "x.safetensors");
       await writeSafetensorsFile(path, tensors, metadata);
-      const run = await new Deno.Command("python3", { args: ["-c", PYTHON_READER, path] }).output();
+      const run = await new Deno.Command(python!, { args: ["-c", PYTHON_READER, path] }).output();
       assert.ok(run.success, new TextDecoder().decode(run.stderr));
       const read = JSON.parse(new TextDecoder().decode(run.stdout));
       assert.deepEqual(read.__metadata__, metadata);
