@@ -33,7 +33,13 @@ export interface GpuDataset {
  *
  * @example
  * ```ts
+ * import { createRuntime } from "./runtime.ts";
+ * import { uploadDataset } from "./data_gpu.ts";
+ *
+ * const rt = await createRuntime();
+ * const images = new Uint8Array(2 * 28 * 28), labels = new Uint8Array([3, 7]);
  * const train = uploadDataset(rt, images, labels, { label: "mnist train" });
+ * console.log(train.count); // 2
  * ```
  */
 export function uploadDataset(
@@ -88,9 +94,22 @@ export interface GatherOptions {
  *
  * @example
  * ```ts
+ * import { createRuntime, readbackU32, submit, tensor, upload } from "./runtime.ts";
+ * import { createStepState } from "./step_state.ts";
+ * import { gatherOp, uploadDataset } from "./data_gpu.ts";
+ *
+ * const rt = await createRuntime();
+ * const dataset = uploadDataset(rt, new Uint8Array(4 * 28 * 28), new Uint8Array([0, 1, 2, 3]));
+ * const order = tensor(rt, [4], { dtype: "u32", label: "order" });
+ * upload(rt, order, new Uint32Array([3, 2, 1, 0]));
+ * const state = await createStepState(rt);
+ * const x = tensor(rt, [2, 1, 28, 28], { label: "x" });
+ * const labels = tensor(rt, [2], { dtype: "u32", label: "labels" });
  * const gather = await gatherOp(rt, {
- *   dataset, order, state: state.tensor, x, labels, batchSize: 32, mean: 0.1307, std: 0.3081,
+ *   dataset, order, state: state.tensor, x, labels, batchSize: 2, mean: 0.1307, std: 0.3081,
  * });
+ * submit(rt, [gather]);
+ * console.log(await readbackU32(rt, labels)); // [3, 2]: batch 0 of the order
  * ```
  */
 export async function gatherOp(rt: Runtime, options: GatherOptions): Promise<Op> {

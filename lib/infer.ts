@@ -28,8 +28,19 @@ export interface InferOptions {
  * The output of `options.layer` for every image of `split`, [N, D] row-major.
  *
  * @example
- * ```ts ignore
- * const logits = await forwardSplit(rt, lenet(), test, { params, mean: 0.1307, std: 0.3081 });
+ * ```ts
+ * import { createRuntime } from "./runtime.ts";
+ * import { lenet } from "./models.ts";
+ * import { initParams } from "./params.ts";
+ * import { random } from "./random.ts";
+ * import { forwardSplit } from "./infer.ts";
+ *
+ * const rt = await createRuntime();
+ * const model = lenet();
+ * const params = initParams(model.layout, random(0));
+ * const test = { images: new Uint8Array(3 * 28 * 28), labels: new Uint8Array(3), count: 3 };
+ * const logits = await forwardSplit(rt, model, test, { params, mean: 0.1307, std: 0.3081 });
+ * console.log(logits.dim, logits.values.length); // 10 30
  * ```
  */
 export async function forwardSplit(

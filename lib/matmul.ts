@@ -34,8 +34,16 @@ export interface Matmul {
  *
  * @example
  * ```ts
- * const { ops, c } = await matmul(rt, a, b);
+ * import { createRuntime, readback, submit, tensor, upload } from "./runtime.ts";
+ * import { matmul } from "./matmul.ts";
+ *
+ * const rt = await createRuntime();
+ * const a = tensor(rt, [4, 4], { label: "A" }), b = tensor(rt, [4, 4], { label: "B" });
+ * upload(rt, a, Float32Array.from({ length: 16 }, (_, i) => i));
+ * upload(rt, b, Float32Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? 1 : 0)));
+ * const { ops, c } = await matmul(rt, a, b); // B is the identity
  * submit(rt, ops);
+ * console.log(await readback(rt, c)); // A: 0, 1, ..., 15
  * ```
  */
 export async function matmul(

@@ -42,6 +42,9 @@ export interface Model {
  *
  * @example
  * ```ts
+ * import { linear } from "./layers/linear.ts";
+ * import { sequential } from "./models.ts";
+ *
  * const m = sequential("tiny", [["fc", linear(4, 2)]], { input: [4], pad: 0 });
  * m.layout.trainableCount; // 10
  * ```

@@ -129,6 +129,7 @@ function bufferBytes(size: number): number {
  *
  * @example
  * ```ts
+ * const rt = await createRuntime();
  * const x = tensor(rt, [32, 1, 28, 28], { label: "x" });
  * ```
  */
@@ -172,6 +173,7 @@ export interface TextureMirror {
  *
  * @example
  * ```ts
+ * const rt = await createRuntime();
  * const x = tensor(rt, [32, 16, 13, 13], { label: "x" });
  * const xt = textureMirror(rt, x); // record xt.copy after x is written, then bind xt
  * ```
@@ -272,6 +274,7 @@ export function kernelSource(file: string): Promise<string> {
  *
  * @example
  * ```ts
+ * const rt = await createRuntime();
  * const relu = await kernel(rt, "relu.wgsl", "forward", { WORKGROUP: 64 });
  * ```
  */
@@ -352,6 +355,7 @@ export interface Uniform {
  *
  * @example
  * ```ts
+ * const rt = await createRuntime();
  * const u = uniform(rt, "conv1", { batch: 32, channels: 16, "f32:eps": 1e-5 });
  * ```
  */

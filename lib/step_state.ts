@@ -39,9 +39,14 @@ export interface StepState {
  *
  * @example
  * ```ts
+ * import { createRuntime, submit } from "./runtime.ts";
+ * import { createStepState } from "./step_state.ts";
+ *
+ * const rt = await createRuntime();
  * const state = await createStepState(rt);
  * state.set(rt, { step: 0, batch: 0 });
- * submit(rt, [...forwardBackward, ...optimizer, state.advanceTrain]);
+ * submit(rt, [state.advanceTrain]); // last, after a step's forward, backward and optimizer
+ * console.log(await state.read(rt)); // { step: 1, batch: 1 }
  * ```
  */
 export async function createStepState(rt: Runtime): Promise<StepState> {

@@ -283,6 +283,11 @@ export function epochOrder(seed: number, epoch: number, n: number): Uint32Array<
  *
  * @example
  * ```ts
+ * import { createRuntime } from "./runtime.ts";
+ * import { lenet } from "./models.ts";
+ * import { defaultEvalBatch } from "./train.ts";
+ *
+ * const rt = await createRuntime();
  * defaultEvalBatch(rt, lenet(), { batchSize: 32, count: 10_000 }); // 832
  * ```
  */

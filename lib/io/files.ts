@@ -17,8 +17,12 @@ import {
  * On failure the temporary file is removed and the error names `path`.
  *
  * @example
- * ```ts ignore
- * await writeFileAtomic("runs/a/metrics.json", JSON.stringify({ epoch: 1 }));
+ * ```ts
+ * import { join } from "node:path";
+ * import { writeFileAtomic } from "./files.ts";
+ *
+ * const run = await Deno.makeTempDir();
+ * await writeFileAtomic(join(run, "metrics.json"), JSON.stringify({ epoch: 1 }));
  * ```
  */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
@@ -37,8 +41,12 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
  * Reads a whole file; a missing file gives an error that names it.
  *
  * @example
- * ```ts ignore
- * const bytes = await readFileBytes("data/mnist/train.safetensors");
+ * ```ts
+ * import { readFileBytes } from "./files.ts";
+ *
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array([1, 2, 3]));
+ * const bytes = await readFileBytes(path); // Uint8Array [1, 2, 3]
  * ```
  */
 export async function readFileBytes(path: string): Promise<Uint8Array> {
@@ -54,8 +62,12 @@ export async function readFileBytes(path: string): Promise<Uint8Array> {
  * True when `path` exists (file or directory).
  *
  * @example
- * ```ts ignore
- * if (!await exists("data/mnist/train.safetensors")) console.log("no data yet");
+ * ```ts
+ * import { join } from "node:path";
+ * import { exists } from "./files.ts";
+ *
+ * const data = await Deno.makeTempDir();
+ * if (!await exists(join(data, "mnist", "train.safetensors"))) console.log("no data yet");
  * ```
  */
 export async function exists(path: string): Promise<boolean> {
@@ -72,8 +84,13 @@ export async function exists(path: string): Promise<boolean> {
  * Reads and validates a safetensors file; errors name the file.
  *
  * @example
- * ```ts ignore
- * const { tensors, metadata } = await readSafetensorsFile("runs/a/model.safetensors");
+ * ```ts
+ * import { join } from "node:path";
+ * import { readSafetensorsFile, writeSafetensorsFile } from "./files.ts";
+ *
+ * const path = join(await Deno.makeTempDir(), "model.safetensors");
+ * await writeSafetensorsFile(path, { w: { dtype: "F32", shape: [1], data: new Float32Array([7]) } });
+ * const { tensors, metadata } = await readSafetensorsFile(path);
  * ```
  */
 export async function readSafetensorsFile(path: string): Promise<Safetensors> {
@@ -84,8 +101,11 @@ export async function readSafetensorsFile(path: string): Promise<Safetensors> {
  * Writes tensors (in the given order) and string metadata to a safetensors file, atomically.
  *
  * @example
- * ```ts ignore
- * await writeSafetensorsFile("out.safetensors", {
+ * ```ts
+ * import { join } from "node:path";
+ * import { writeSafetensorsFile } from "./files.ts";
+ *
+ * await writeSafetensorsFile(join(await Deno.makeTempDir(), "out.safetensors"), {
  *   w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) },
  * }, { note: "example" });
  * ```

@@ -57,13 +57,21 @@ export interface CrossEntropyOptions {
  *
  * @example
  * ```ts
- * const metrics = createMetrics(rt, stepsPerEpoch);
+ * import { createRuntime, submit, tensor, upload } from "../runtime.ts";
+ * import { createStepState } from "../step_state.ts";
+ * import { createMetrics, crossEntropy, readMetrics } from "./cross_entropy.ts";
+ *
+ * const rt = await createRuntime();
+ * const state = await createStepState(rt);
+ * const logits = tensor(rt, [2, 3], { label: "logits" });
+ * upload(rt, logits, new Float32Array([2, 0, 0, 0, 0, 2]));
+ * const labels = tensor(rt, [2], { dtype: "u32", label: "labels" });
+ * upload(rt, labels, new Uint32Array([0, 1]));
+ * const dlogits = tensor(rt, [2, 3], { label: "dlogits" });
+ * const metrics = createMetrics(rt, 1);
  * const loss = await crossEntropy(rt, { logits, labels, dlogits, metrics, state: state.tensor });
- * // An evaluation step of 1,024 images that writes 32 rows, one per 32 images:
- * const evalLoss = await crossEntropy(rt, {
- *   logits: logits1024, labels: labels1024, dlogits: null, metrics, state: state.tensor,
- *   group: 32,
- * });
+ * submit(rt, [loss]);
+ * console.log(await readMetrics(rt, metrics, { from: 0, to: 1 })); // loss 1.2395, correct 1
  * ```
  */
 export async function crossEntropy(rt: Runtime, options: CrossEntropyOptions): Promise<Op> {
@@ -127,8 +135,13 @@ export interface MetricsRows {
  *
  * @example
  * ```ts
- * const { loss } = await readMetrics(rt, metrics, { from: 0, to: stepsDone });
- * const bad = loss.findIndex((l) => !Number.isFinite(l));
+ * import { createRuntime } from "../runtime.ts";
+ * import { createMetrics, readMetrics } from "./cross_entropy.ts";
+ *
+ * const rt = await createRuntime();
+ * const metrics = createMetrics(rt, 4);
+ * const { loss } = await readMetrics(rt, metrics, { from: 0, to: 4 });
+ * const bad = loss.findIndex((l) => !Number.isFinite(l)); // -1: every loss is finite
  * ```
  */
 export async function readMetrics(
