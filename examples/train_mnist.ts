@@ -32,8 +32,10 @@ if (!(epochs >= 1 && limit >= 1)) throw new Error("--epochs and --limit must be 
 
 const rt = await createRuntime();
 console.log(`adapter: ${rt.description}`);
-await prepareDataset({ dataset: "mnist", out: values.data, log: () => {} });
-const { train, test } = await loadDataset(values.data, "mnist");
+const { train, test } = await loadDataset(values.data, "mnist").catch(async () => {
+  await prepareDataset({ dataset: "mnist", out: values.data }); // the first time: download
+  return loadDataset(values.data, "mnist");
+});
 const first = (s: Split, n = Math.min(limit, s.count)): Split => ({
   images: s.images.subarray(0, n * 28 * 28),
   labels: s.labels.subarray(0, n),
