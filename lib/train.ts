@@ -80,6 +80,18 @@ export interface PassHooks {
   shouldStop?: () => boolean;
 }
 
+/**
+ * What a run needs to continue exactly where it stopped: the flat parameters (the model's
+ * layout, BatchNorm buffers included), AdamW's moments (the trainable part of the layout) and
+ * the optimizer steps done (AdamW's t; BatchNorm's num_batches_tracked).
+ */
+export interface TrainerState {
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  steps: number;
+}
+
 /** A model with its parameters, optimizer and data on one device. */
 export interface Trainer {
   rt: Runtime;
@@ -93,6 +105,13 @@ export interface Trainer {
   moments: { m: Tensor; v: Tensor };
   /** Optimizer steps done so far (AdamW's t; BatchNorm's num_batches_tracked). */
   steps: number;
+  /** Reads back the parameters, AdamW's moments and the step count (waits for the queue). */
+  saveState(): Promise<TrainerState>;
+  /**
+   * Uploads a saved state (seen by the next pass). Throws, uploading nothing, when a length
+   * does not match the model's layout or `steps` is not a u32.
+   */
+  loadState(state: TrainerState): void;
   /** One epoch of training: shuffled with (seed, epoch), so a resumed run repeats it. */
   trainEpoch(epoch: number, hooks?: PassHooks): Promise<PassResult>;
   /** One pass over the test split in eval mode. */
@@ -227,6 +246,30 @@ export async function createTrainer(
     moments: { m: adam.m, v: adam.v },
     steps: 0,
     metrics: { train: trainMetrics, test: testMetrics },
+    async saveState() {
+      const [p, m, v] = await Promise.all([params, adam.m, adam.v].map((t) => readback(rt, t)));
+      return { params: p, m, v, steps: trainer.steps };
+    },
+    loadState(saved) {
+      const expected = { params: layout.size, m: layout.trainableSize, v: layout.trainableSize };
+      for (const [name, size] of Object.entries(expected)) {
+        const got = saved[name as keyof typeof expected];
+        if (!(got instanceof Float32Array) || got.length !== size) {
+          const what = got instanceof Float32Array ? `${got.length} floats` : typeof got;
+          throw new Error(
+            `trainer state: ${name} holds ${what}; ${model.name}'s layout needs ${size} floats`,
+          );
+        }
+      }
+      if (!Number.isInteger(saved.steps) || saved.steps < 0 || saved.steps > 0xffffffff) {
+        throw new Error(`trainer state: steps = ${saved.steps} is not a step count (a u32)`);
+      }
+      // Copies: upload wants arrays over a plain ArrayBuffer, and the caller keeps its own.
+      upload(rt, params, new Float32Array(saved.params));
+      upload(rt, adam.m, new Float32Array(saved.m));
+      upload(rt, adam.v, new Float32Array(saved.v));
+      trainer.steps = saved.steps;
+    },
     async trainEpoch(epoch, hooks = {}) {
       upload(rt, trainOrder, epochOrder(config.seed, epoch, data.train.count));
       const result = await runPass(rt, {
