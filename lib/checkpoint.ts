@@ -7,15 +7,15 @@
  */
 
 import type { Model } from "./models.ts";
-import type { Safetensors, Tensor as SafeTensor } from "./io/safetensors.ts";
+import type { Safetensors, StoredTensor } from "./io/safetensors.ts";
 
 /** The model's state_dict: weights and BN buffers from the flat `params`, counters = `steps`. */
 export function stateDict(
   model: Model,
   params: Float32Array,
   steps: number,
-): Map<string, SafeTensor> {
-  const out = new Map<string, SafeTensor>();
+): Map<string, StoredTensor> {
+  const out = new Map<string, StoredTensor>();
   for (const { name, layer } of model.layers) {
     for (const p of layer.params) {
       const e = model.layout.entries.find((x) => x.name === `${name}.${p.name}`)!;
@@ -36,8 +36,8 @@ export function stateDict(
 export function optimizerDict(
   model: Model,
   moments: { m: Float32Array; v: Float32Array },
-): Map<string, SafeTensor> {
-  const out = new Map<string, SafeTensor>();
+): Map<string, StoredTensor> {
+  const out = new Map<string, StoredTensor>();
   for (const e of model.layout.entries.filter((x) => x.trainable)) {
     const slice = (a: Float32Array) => a.slice(e.offset, e.offset + e.size);
     out.set(`${e.name}.exp_avg`, { dtype: "F32", shape: e.shape, data: slice(moments.m) });
@@ -93,7 +93,7 @@ export function loadOptimizerDict(
   return { m, v };
 }
 
-function checkNames(file: Safetensors, expected: Map<string, SafeTensor>, what: string): void {
+function checkNames(file: Safetensors, expected: Map<string, StoredTensor>, what: string): void {
   const missing = [...expected.keys()].filter((k) => !file.tensors.has(k));
   const unexpected = [...file.tensors.keys()].filter((k) => !expected.has(k));
   if (missing.length > 0 || unexpected.length > 0) {
@@ -105,7 +105,7 @@ function checkNames(file: Safetensors, expected: Map<string, SafeTensor>, what: 
   }
 }
 
-function checkTensor(got: SafeTensor, want: SafeTensor, what: string): void {
+function checkTensor(got: StoredTensor, want: StoredTensor, what: string): void {
   if (got.dtype !== want.dtype) {
     throw new Error(`${what}: dtype ${got.dtype}, expected ${want.dtype}`);
   }

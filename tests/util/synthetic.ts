@@ -7,8 +7,12 @@
 import { join } from "node:path";
 import { writeSafetensorsFile } from "../../lib/io/files.ts";
 import { random } from "../../lib/random.ts";
+import { splitSha256 } from "../../lib/io/mnist.ts";
 
-/** A small MNIST-shaped data folder: digit-like noise, so training runs but stays fast. */
+/**
+ * A small MNIST-shaped data folder: digit-like noise, so training runs but stays fast. Each
+ * file records the SHA-256 of its IDX sources, as download's do.
+ */
 export async function syntheticData(dir: string, counts: { train: number; test: number }) {
   const rng = random(7);
   for (const [split, count] of Object.entries(counts)) {
@@ -29,7 +33,13 @@ export async function syntheticData(dir: string, counts: { train: number; test: 
     await writeSafetensorsFile(join(dir, "mnist", `${split}.safetensors`), {
       images: { dtype: "U8", shape: [count, 28, 28], data: images },
       labels: { dtype: "U8", shape: [count], data: labels },
-    }, { source: "synthetic test data" });
+    }, {
+      source: "synthetic test data",
+      split,
+      sha256: JSON.stringify(
+        await splitSha256({ images, labels, count }, split as "train" | "test"),
+      ),
+    });
   }
 }
 
