@@ -1,7 +1,8 @@
 /**
  * The training and evaluation loop: every step on the GPU, one submit for several steps,
- * no readback per step. Per-step losses and correct counts accumulate in a GPU tensor that
- * is read only when the caller wants progress.
+ * no readback per step. Each image's loss and correct flag accumulate in a GPU tensor that
+ * is read only when the caller wants progress; {@linkcode passFigures} forms the seed's
+ * per-batch means from them.
  * @module
  */
 
@@ -19,7 +20,7 @@ import {
   upload,
 } from "./runtime.ts";
 import { gatherOp, type GpuDataset, uploadDataset } from "./data_gpu.ts";
-import { crossEntropy } from "./layers/cross_entropy.ts";
+import { crossEntropy, type MetricsRows, readMetrics } from "./layers/cross_entropy.ts";
 import { createAdamW } from "./optim.ts";
 import { createStepState, type StepState } from "./step_state.ts";
 
@@ -44,10 +45,20 @@ export interface TrainConfig {
   /**
    * Images per step of the test pass, a multiple of batchSize (default: up to 1,024, see
    * {@linkcode defaultEvalBatch}). Results do not depend on it: in eval mode each image is
-   * computed on its own, and a step writes one metrics row per batchSize images, the rows a
-   * pass at batchSize writes, so the test loss stays the mean of per-batch mean losses.
+   * computed on its own and writes its own metrics row, and the test loss is the mean of the
+   * per-batch mean losses of batches of batchSize, as the seed's.
    */
   evalBatchSize?: number;
+}
+
+/** Figures of the seed's batches (of `batchSize` images) of a pass, one entry per batch. */
+export interface BatchFigures {
+  /** The batch's mean loss (the seed's loss.item()). */
+  loss: Float32Array;
+  /** Correct predictions in the batch. */
+  correct: Uint32Array;
+  /** Images in the batch: batchSize, the last batch of a split what is left. */
+  images: Uint32Array;
 }
 
 /** What one pass over a split measured (the seed's numbers). */
@@ -58,6 +69,36 @@ export interface PassResult {
   accuracy: number;
   images: number;
   seconds: number;
+  /** The pass's batches of `batchSize` images, in order (for per-step curves). */
+  batches: BatchFigures;
+}
+
+/** One training step, as an `onStep` hook sees it: after the step ran, before the next. */
+export interface StepReport {
+  /** The step's index in the epoch (its batch, from 0). */
+  batch: number;
+  /** Images of the step. */
+  images: number;
+  /** The step's mean loss and its correct count. */
+  loss: number;
+  correct: number;
+  /** Optimizer steps done so far, this one included. */
+  steps: number;
+}
+
+/** How the caller steers one epoch of training. */
+export interface EpochOptions {
+  /**
+   * The order in which the epoch visits the training images: a permutation of 0..count-1
+   * (default {@linkcode epochOrder} of the config's seed and the epoch).
+   */
+  order?: Uint32Array;
+  /**
+   * Called after every step, which then waits for it: the caller may read the trainer's
+   * tensors there. With it, steps are submitted one at a time (slower); without it nothing
+   * changes.
+   */
+  onStep?: (step: StepReport) => void | Promise<void>;
 }
 
 /** Progress of a pass, reported as often as the caller asks. */
@@ -80,6 +121,18 @@ export interface PassHooks {
   shouldStop?: () => boolean;
 }
 
+/**
+ * What a run needs to continue exactly where it stopped: the flat parameters (the model's
+ * layout, BatchNorm buffers included), AdamW's moments (the trainable part of the layout) and
+ * the optimizer steps done (AdamW's t; BatchNorm's num_batches_tracked).
+ */
+export interface TrainerState {
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  steps: number;
+}
+
 /** A model with its parameters, optimizer and data on one device. */
 export interface Trainer {
   rt: Runtime;
@@ -93,8 +146,18 @@ export interface Trainer {
   moments: { m: Tensor; v: Tensor };
   /** Optimizer steps done so far (AdamW's t; BatchNorm's num_batches_tracked). */
   steps: number;
-  /** One epoch of training: shuffled with (seed, epoch), so a resumed run repeats it. */
-  trainEpoch(epoch: number, hooks?: PassHooks): Promise<PassResult>;
+  /** Reads back the parameters, AdamW's moments and the step count (waits for the queue). */
+  saveState(): Promise<TrainerState>;
+  /**
+   * Uploads a saved state (seen by the next pass). Throws, uploading nothing, when a length
+   * does not match the model's layout or `steps` is not a u32.
+   */
+  loadState(state: TrainerState): void;
+  /**
+   * One epoch of training: shuffled with (seed, epoch), so a resumed run repeats it, unless
+   * `options.order` gives the order; `options.onStep` sees every step.
+   */
+  trainEpoch(epoch: number, hooks?: PassHooks, options?: EpochOptions): Promise<PassResult>;
   /** One pass over the test split in eval mode. */
   evaluate(hooks?: PassHooks): Promise<PassResult>;
   /** The first shuffled batch of `epoch` as the GPU normalizes it (for the seed's printout). */
@@ -105,9 +168,9 @@ export interface Trainer {
    */
   stepOps: { train: Op[]; eval: Op[] };
   /**
-   * (loss, correct) rows f32 [batches, 2] of the last training epoch and of the last
-   * evaluation pass, one per batch of `batchSize` images (row = batch index; rows past the
-   * batches done hold older values).
+   * (loss, correct) rows f32 [images, 2] of the last training epoch and of the last
+   * evaluation pass, one per image at its place in the pass (rows past the images done hold
+   * older values).
    */
   metrics: { train: Tensor; test: Tensor };
 }
@@ -154,9 +217,8 @@ export async function createTrainer(
   const trainOrder = tensor(rt, [data.train.count], { dtype: "u32", label: "train order" });
   const testOrder = tensor(rt, [data.test.count], { dtype: "u32", label: "test order" });
   upload(rt, testOrder, Uint32Array.from({ length: data.test.count }, (_, i) => i));
-  const steps = (n: number) => Math.ceil(n / B);
-  const trainMetrics = tensor(rt, [steps(data.train.count), 2], { label: "train metrics" });
-  const testMetrics = tensor(rt, [steps(data.test.count), 2], { label: "test metrics" });
+  const trainMetrics = tensor(rt, [data.train.count, 2], { label: "train metrics" });
+  const testMetrics = tensor(rt, [data.test.count, 2], { label: "test metrics" });
 
   // One graph per batch size, shared by the steps of that size: training runs at B and the
   // epoch's last partial batch, the test pass at E and its last partial step.
@@ -170,7 +232,7 @@ export async function createTrainer(
     return slots.get(count)!;
   };
   // A step of `count` images reads order[batch * batchSize + i], i < count; its loss writes
-  // one metrics row per B images (one a step in training).
+  // metrics rows batch * batchSize + i.
   const gather = (s: Slot, dataset: GpuDataset, order: Tensor, batchSize: number) =>
     gatherOp(rt, {
       dataset,
@@ -192,7 +254,6 @@ export async function createTrainer(
       metrics,
       state: state.tensor,
       batchSize,
-      group: B,
     });
   const trainStep = async (count: number) => {
     const s = await slot(count);
@@ -227,17 +288,48 @@ export async function createTrainer(
     moments: { m: adam.m, v: adam.v },
     steps: 0,
     metrics: { train: trainMetrics, test: testMetrics },
-    async trainEpoch(epoch, hooks = {}) {
-      upload(rt, trainOrder, epochOrder(config.seed, epoch, data.train.count));
+    async saveState() {
+      const [p, m, v] = await Promise.all([params, adam.m, adam.v].map((t) => readback(rt, t)));
+      return { params: p, m, v, steps: trainer.steps };
+    },
+    loadState(saved) {
+      const expected = { params: layout.size, m: layout.trainableSize, v: layout.trainableSize };
+      for (const [name, size] of Object.entries(expected)) {
+        const got = saved[name as keyof typeof expected];
+        if (!(got instanceof Float32Array) || got.length !== size) {
+          const what = got instanceof Float32Array ? `${got.length} floats` : typeof got;
+          throw new Error(
+            `trainer state: ${name} holds ${what}; ${model.name}'s layout needs ${size} floats`,
+          );
+        }
+      }
+      if (!Number.isInteger(saved.steps) || saved.steps < 0 || saved.steps > 0xffffffff) {
+        throw new Error(`trainer state: steps = ${saved.steps} is not a step count (a u32)`);
+      }
+      // Copies: upload wants arrays over a plain ArrayBuffer, and the caller keeps its own.
+      upload(rt, params, new Float32Array(saved.params));
+      upload(rt, adam.m, new Float32Array(saved.m));
+      upload(rt, adam.v, new Float32Array(saved.v));
+      trainer.steps = saved.steps;
+    },
+    async trainEpoch(epoch, hooks = {}, options = {}) {
+      const { order, onStep } = options;
+      if (order) checkOrder(order, data.train.count);
+      upload(
+        rt,
+        trainOrder,
+        order ? new Uint32Array(order) : epochOrder(config.seed, epoch, data.train.count),
+      );
       const result = await runPass(rt, {
         count: data.train.count,
         batchSize: B,
-        group: B,
+        seedBatch: B,
         stepsPerSubmit: config.stepsPerSubmit ?? 8,
         opsFor: (n) => trainSteps.get(n)!,
         metrics: trainMetrics,
         start: () => state.set(rt, { step: trainer.steps, batch: 0 }),
         onSteps: (n) => trainer.steps += n,
+        onStep: onStep && ((step) => onStep({ ...step, steps: trainer.steps })),
         what: `epoch ${epoch} training`,
       }, hooks);
       return result;
@@ -245,8 +337,8 @@ export async function createTrainer(
     evaluate(hooks = {}) {
       return runPass(rt, {
         count: data.test.count,
-        group: B,
         batchSize: E,
+        seedBatch: B,
         // About as many images a submit as in training: the progress bar moves as often.
         stepsPerSubmit: Math.max(1, Math.round(((config.stepsPerSubmit ?? 8) * B) / E)),
         opsFor: (n) => evalSteps.get(n)!,
@@ -283,6 +375,10 @@ export function epochOrder(seed: number, epoch: number, n: number): Uint32Array<
  *
  * @example
  * ```ts
+ * import { createRuntime } from "./runtime.ts";
+ * import { lenet } from "./models.ts";
+ *
+ * const rt = await createRuntime();
  * defaultEvalBatch(rt, lenet(), { batchSize: 32, count: 10_000 }); // 832
  * ```
  */
@@ -324,69 +420,158 @@ async function stepsOf(
 }
 
 /**
- * Runs ceil(count / batchSize) steps, `stepsPerSubmit` per submit, reading metrics now and
- * then. Each step writes one metrics row per `group` images (batchSize is a multiple of it),
- * and progress counts those rows.
+ * The seed's figures of a pass from its metrics rows (one per image, in pass order): each
+ * batch of `batchSize` images' mean loss and correct count, the mean of those means (the
+ * seed's running_loss / len(loader)) and the percent correct. Sums are float64 over the
+ * f32 rows, so the figures do not depend on how the steps cut the pass.
+ *
+ * @example
+ * ```ts
+ * const rows = { loss: new Float32Array([1, 3, 2]), correct: new Uint8Array([1, 0, 1]) };
+ * passFigures(rows, 2); // loss (2 + 2) / 2 = 2, accuracy 66.7, batches.images [2, 1]
+ * ```
+ */
+export function passFigures(
+  rows: MetricsRows,
+  batchSize: number,
+): { loss: number; accuracy: number; images: number; batches: BatchFigures } {
+  const images = rows.loss.length;
+  const count = Math.ceil(images / batchSize);
+  const batches = {
+    loss: new Float32Array(count),
+    correct: new Uint32Array(count),
+    images: new Uint32Array(count),
+  };
+  let loss = 0, correct = 0;
+  for (let b = 0; b < count; b++) {
+    const from = b * batchSize, to = Math.min(images, from + batchSize);
+    let sum = 0, hits = 0;
+    for (let i = from; i < to; i++) {
+      sum += rows.loss[i];
+      hits += rows.correct[i];
+    }
+    batches.loss[b] = sum / (to - from);
+    batches.correct[b] = hits;
+    batches.images[b] = to - from;
+    loss += batches.loss[b];
+    correct += hits;
+  }
+  return {
+    loss: loss / Math.max(1, count),
+    accuracy: (100 * correct) / Math.max(1, images),
+    images,
+    batches,
+  };
+}
+
+/** Checks that `order` is a permutation of 0..count-1 (a training split's indices). */
+function checkOrder(order: Uint32Array, count: number): void {
+  if (!(order instanceof Uint32Array) || order.length !== count) {
+    const what = order instanceof Uint32Array ? `${order.length} indices` : typeof order;
+    throw new Error(`trainEpoch: order holds ${what}; the training split has ${count} images`);
+  }
+  const seen = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    const k = order[i];
+    if (k >= count) {
+      throw new Error(
+        `trainEpoch: order[${i}] = ${k} is not an image of the split (0..${count - 1})`,
+      );
+    }
+    if (seen[k]) {
+      throw new Error(`trainEpoch: order[${i}] = ${k} repeats: it must be a permutation`);
+    }
+    seen[k] = 1;
+  }
+}
+
+/**
+ * Runs ceil(count / batchSize) steps, `stepsPerSubmit` per submit (one with `onStep`),
+ * reading the metrics rows (one per image) now and then. Progress counts the seed's batches
+ * of `seedBatch` images (batchSize is a multiple of it).
  */
 async function runPass(
   rt: Runtime,
   pass: {
     count: number;
     batchSize: number;
-    group: number;
+    seedBatch: number;
     stepsPerSubmit: number;
     opsFor: (batch: number) => Op[];
     metrics: Tensor;
     start: () => void;
     onSteps: (n: number) => void;
+    onStep?: (step: Omit<StepReport, "steps">) => void | Promise<void>;
     what: string;
   },
   hooks: PassHooks,
 ): Promise<PassResult> {
-  const { count, batchSize, group } = pass;
+  const { count, batchSize, seedBatch } = pass;
   const full = Math.floor(count / batchSize);
   const steps = Math.ceil(count / batchSize);
-  const total = Math.ceil(count / group);
-  // Metrics rows (batches of `group` images) written after s steps.
-  const rowsAfter = (s: number) => Math.min((s * batchSize) / group, total);
+  const total = Math.ceil(count / seedBatch);
+  const imagesAfter = (s: number) => Math.min(s * batchSize, count);
+  // The rows read so far: each progress reads only the rows written since the last.
+  const rows = { loss: new Float32Array(count), correct: new Uint8Array(count) };
+  let read = 0;
+  const rowsUpTo = async (images: number) => {
+    if (images > read) {
+      const fresh = await readMetrics(rt, pass.metrics, { from: read, to: images });
+      rows.loss.set(fresh.loss, read);
+      rows.correct.set(fresh.correct, read);
+      read = images;
+    }
+    return { loss: rows.loss.subarray(0, images), correct: rows.correct.subarray(0, images) };
+  };
+  const figures = async (images: number) => {
+    const result = passFigures(await rowsUpTo(images), seedBatch);
+    const bad = result.batches.loss.findIndex((l) => !Number.isFinite(l));
+    if (bad >= 0) {
+      throw new Error(`${pass.what}: the loss of batch ${bad + 1} is ${result.batches.loss[bad]}`);
+    }
+    return result;
+  };
   const t0 = performance.now();
   let lastRefresh = t0, stepsDone = 0, inFlight: Promise<void> | undefined;
   pass.start();
-  const read = async (batches: number) => {
-    const rows = (await readback(rt, pass.metrics)).subarray(0, 2 * batches);
-    let loss = 0, correct = 0;
-    for (let b = 0; b < batches; b++) {
-      if (!Number.isFinite(rows[2 * b])) {
-        throw new Error(`${pass.what}: the loss of batch ${b + 1} is ${rows[2 * b]}`);
-      }
-      loss += rows[2 * b];
-      correct += rows[2 * b + 1];
-    }
-    const images = Math.min(batches * group, count);
-    return {
-      loss: loss / Math.max(1, batches),
-      accuracy: (100 * correct) / Math.max(1, images),
-      images,
-    };
-  };
   while (stepsDone < steps && !hooks.shouldStop?.()) {
-    const n = stepsDone < full ? Math.min(pass.stepsPerSubmit, full - stepsDone) : 1;
+    const n = stepsDone < full && !pass.onStep
+      ? Math.min(pass.stepsPerSubmit, full - stepsDone)
+      : 1;
     submit(rt, pass.opsFor(stepsDone < full ? batchSize : count - full * batchSize), n);
     stepsDone += n;
     pass.onSteps(n);
-    // Keep at most two submits in flight: the GPU stays busy and the queue stays short.
-    const previous = inFlight;
-    inFlight = idle(rt);
-    await previous;
+    if (pass.onStep) {
+      // Reading the step's rows waits for it; the next step waits for the hook.
+      const from = imagesAfter(stepsDone - 1), to = imagesAfter(stepsDone);
+      const all = await rowsUpTo(to);
+      const step = passFigures(
+        { loss: all.loss.subarray(from), correct: all.correct.subarray(from) },
+        to - from,
+      );
+      await pass.onStep({
+        batch: stepsDone - 1,
+        images: to - from,
+        loss: step.loss,
+        correct: step.batches.correct[0],
+      });
+    } else {
+      // Keep at most two submits in flight: the GPU stays busy and the queue stays short.
+      const previous = inFlight;
+      inFlight = idle(rt);
+      await previous;
+    }
     const now = performance.now();
     if (hooks.onProgress && now - lastRefresh > 1000 * (hooks.refreshSeconds ?? 0.25)) {
       lastRefresh = now;
-      const done = rowsAfter(stepsDone);
-      hooks.onProgress({ done, total, ...(await read(done)) });
+      const images = imagesAfter(stepsDone);
+      const { loss, accuracy } = await figures(images);
+      hooks.onProgress({ done: Math.ceil(images / seedBatch), total, images, loss, accuracy });
     }
   }
-  const done = rowsAfter(stepsDone);
-  const result = await read(done);
-  hooks.onProgress?.({ done, total, ...result });
+  const images = imagesAfter(stepsDone);
+  const result = await figures(images);
+  const done = Math.ceil(images / seedBatch);
+  hooks.onProgress?.({ done, total, images, loss: result.loss, accuracy: result.accuracy });
   return { ...result, seconds: (performance.now() - t0) / 1000 };
 }

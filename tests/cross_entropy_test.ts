@@ -5,14 +5,14 @@ import { createMetrics, crossEntropy, readMetrics } from "../lib/layers/cross_en
 import { createStepState } from "../lib/step_state.ts";
 import { readback, type Runtime, submit, tensor, upload } from "../lib/runtime.ts";
 
-// Loss: f32 exp/log per row (a few ulp) and a sum of up to 1000 row losses.
+// Loss of one image: f32 exp/log and a sum of C exponentials (a few ulp).
 const LOSS_TOLERANCE = { atol: 1e-6, rtol: 2e-6 };
 // dlogits = (p - onehot) / B: p from f32 exp (error grows with |z - max|) and a division.
 const GRAD_TOLERANCE = { atol: 1e-7, rtol: 2e-6 };
 const EXACT = { atol: 0, rtol: 0 };
 
 interface GpuResult {
-  /** All rows of the metrics tensor. */
+  /** All rows of the metrics tensor, (loss, correct) per image. */
   metrics: Float32Array;
   dlogits: Float32Array | null;
 }
@@ -24,18 +24,21 @@ async function runCrossEntropy(
   options: {
     classes: number;
     train: boolean;
-    row?: number;
-    capacity?: number;
-    group?: number;
+    /** The step state's batch: which step of the pass this is. */
+    step?: number;
+    /** Images of a full step of the pass (default: this batch). */
     batchSize?: number;
+    /** Rows of the metrics tensor (default: this batch). */
+    capacity?: number;
   },
 ): Promise<GpuResult> {
-  const { classes, train, row = 0, capacity = 1, group, batchSize } = options;
+  const { classes, train, step = 0, batchSize } = options;
   const batch = labels.length;
+  const capacity = options.capacity ?? batch;
   const state = await createStepState(rt);
-  state.set(rt, { step: 0, batch: row });
+  state.set(rt, { step: 0, batch: step });
   const metrics = createMetrics(rt, capacity);
-  // A sentinel shows whether another row than `row` was written.
+  // A sentinel shows whether rows other than the step's were written.
   upload(rt, metrics, new Float32Array(2 * capacity).fill(-7));
   const dlogits = train ? tensor(rt, [batch, classes], { label: "dlogits" }) : null;
   const loss = await crossEntropy(rt, {
@@ -44,7 +47,6 @@ async function runCrossEntropy(
     dlogits,
     metrics,
     state: state.tensor,
-    group,
     batchSize,
   });
   submit(rt, [loss]);
@@ -69,6 +71,22 @@ function randomLabels(seed: number, batch: number, classes: number): Uint32Array
   return new Uint32Array(batch).map(() => rng.int(classes));
 }
 
+/** The float64 reference's rows: (loss, correct) of each image alone, interleaved. */
+function referenceRows(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  classes: number,
+): number[] {
+  return Array.from(labels, (_, n) => {
+    const z = Array.from({ length: classes }, (_, c) => logits[n * classes + c]);
+    const { loss, correct } = crossEntropyReference(z, [labels[n]], { classes });
+    return [loss, correct];
+  }).flat();
+}
+
+const losses = (rows: ArrayLike<number>) => Array.from(rows).filter((_, i) => i % 2 === 0);
+const flags = (rows: ArrayLike<number>) => Array.from(rows).filter((_, i) => i % 2 === 1);
+
 async function checkAgainstReference(
   rt: Runtime,
   logits: Float32Array<ArrayBuffer>,
@@ -76,19 +94,21 @@ async function checkAgainstReference(
   options: { classes: number; label: string },
 ): Promise<void> {
   const { classes, label } = options;
-  const expected = crossEntropyReference(logits, labels, { classes });
+  const rows = referenceRows(logits, labels, classes);
+  const { dlogits } = crossEntropyReference(logits, labels, { classes });
   for (const train of [true, false]) {
     const got = await runCrossEntropy(rt, logits, labels, { classes, train });
     const mode = train ? "forward_backward" : "forward";
-    assertClose([got.metrics[0]], [expected.loss], LOSS_TOLERANCE, `${label} ${mode} loss`);
-    assertClose([got.metrics[1]], [expected.correct], EXACT, `${label} ${mode} correct`);
-    if (got.dlogits) assertClose(got.dlogits, expected.dlogits, GRAD_TOLERANCE, `${label} dlogits`);
+    assertClose(losses(got.metrics), losses(rows), LOSS_TOLERANCE, `${label} ${mode} losses`);
+    assertClose(flags(got.metrics), flags(rows), EXACT, `${label} ${mode} correct flags`);
+    if (got.dlogits) assertClose(got.dlogits, dlogits, GRAD_TOLERANCE, `${label} dlogits`);
   }
 }
 
-for (const [batch, classes] of [[1, 10], [3, 10], [33, 10], [3, 7], [33, 7]]) {
+// Batch 1; not a multiple of the workgroup of 64 (3, 33, 65); several workgroups (65, 130).
+for (const [batch, classes] of [[1, 10], [3, 10], [33, 10], [3, 7], [65, 7], [130, 10]]) {
   Deno.test(
-    `cross_entropy matches the reference for batch ${batch}, ${classes} classes`,
+    `cross_entropy matches the reference per image for batch ${batch}, ${classes} classes`,
     gpuTest,
     async () => {
       const rt = await testRuntime();
@@ -99,7 +119,7 @@ for (const [batch, classes] of [[1, 10], [3, 10], [33, 10], [3, 7], [33, 7]]) {
   );
 }
 
-Deno.test("cross_entropy of 1000 rows loops each invocation over many rows", gpuTest, async () => {
+Deno.test("cross_entropy of 1000 rows spans 16 workgroups", gpuTest, async () => {
   const rt = await testRuntime();
   const logits = uniformArray(11, 1000 * 10, -5, 5);
   const labels = randomLabels(12, 1000, 10);
@@ -128,87 +148,69 @@ Deno.test("cross_entropy counts ties as torch.argmax does (first max)", gpuTest,
   logits.fill(1, 0, 2 * classes);
   labels[0] = 0;
   labels[1] = 6;
-  const expected = crossEntropyReference(logits, labels, { classes });
-  if (expected.correct === 0 || expected.correct === batch) {
+  const expected = flags(referenceRows(logits, labels, classes));
+  if (!expected.includes(0) || !expected.includes(1)) {
     throw new Error("the test data should hold both hits and misses");
   }
   const got = await runCrossEntropy(rt, logits, labels, { classes, train: true });
-  assertClose([got.metrics[1]], [expected.correct], EXACT, "correct with ties");
-  const one = await runCrossEntropy(rt, logits.slice(classes, 2 * classes), labels.slice(1, 2), {
-    classes,
-    train: false,
-  });
-  assertClose([one.metrics[1]], [0], EXACT, "a tie with the label last is not correct");
+  assertClose(flags(got.metrics), expected, EXACT, "correct flags with ties");
+  assertClose(flags(got.metrics).slice(0, 2), [1, 0], EXACT, "a tie with the label last");
 });
 
 Deno.test(
-  "cross_entropy writes only the metrics row of the step state's batch",
+  "cross_entropy writes only its step's rows, at batch * batchSize, and none past the end",
   gpuTest,
   async () => {
     const rt = await testRuntime();
-    const logits = uniformArray(17, 3 * 10, -3, 3);
-    const labels = randomLabels(18, 3, 10);
-    const expected = crossEntropyReference(logits, labels, { classes: 10 });
-    const got = await runCrossEntropy(rt, logits, labels, {
-      classes: 10,
-      train: true,
-      row: 3,
-      capacity: 5,
-    });
-    const want = [-7, -7, -7, -7, -7, -7, expected.loss, expected.correct, -7, -7];
-    assertClose(got.metrics, want, LOSS_TOLERANCE, "metrics rows");
-    const rows = await readMetrics(rt, createMetrics(rt, 5), { from: 1, to: 4 });
-    if (rows.loss.length !== 3 || rows.correct.length !== 3) throw new Error("readMetrics rows");
+    const classes = 10;
+    // The last, partial step of a pass: 3 images at step 3 of steps of 4: rows 12, 13, 14.
+    const logits = uniformArray(17, 3 * classes, -3, 3);
+    const labels = randomLabels(18, 3, classes);
+    const rows = referenceRows(logits, labels, classes);
+    for (const train of [false, true]) {
+      const mode = train ? "forward_backward" : "forward";
+      const options = { classes, train, step: 3, batchSize: 4 };
+      const got = await runCrossEntropy(rt, logits, labels, { ...options, capacity: 17 });
+      const want = [...new Array(24).fill(-7), ...rows, ...new Array(4).fill(-7)];
+      assertClose(got.metrics, want, LOSS_TOLERANCE, `${mode}: metrics rows`);
+      // A metrics tensor of 13 rows: only row 12 fits; the other two are dropped.
+      const short = await runCrossEntropy(rt, logits, labels, { ...options, capacity: 13 });
+      const cut = [...new Array(24).fill(-7), ...rows.slice(0, 2)];
+      assertClose(short.metrics, cut, LOSS_TOLERANCE, `${mode}: rows past the end`);
+    }
   },
 );
 
-for (const [batch, group, batchSize] of [[75, 8, 80], [300, 100, 300], [5, 4, 8]]) {
-  Deno.test(
-    `cross_entropy of ${batch} rows in groups of ${group} writes each group's row as a step of that group alone`,
-    gpuTest,
-    async () => {
-      const rt = await testRuntime();
-      const classes = 10, step = 2;
-      const logits = uniformArray(40 + batch, batch * classes, -4, 4);
-      const labels = randomLabels(41 + batch, batch, classes);
-      const groups = Math.ceil(batch / group), first = (step * batchSize) / group;
-      const capacity = first + batchSize / group + 1;
-      for (const train of [false, true]) {
-        const mode = train ? "forward_backward" : "forward";
-        const got = await runCrossEntropy(rt, logits, labels, {
+Deno.test(
+  "cross_entropy rows do not depend on the step's batch (a step of 75 against steps of 8)",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const classes = 10, batch = 75, small = 8;
+    const logits = uniformArray(40, batch * classes, -4, 4);
+    const labels = randomLabels(41, batch, classes);
+    for (const train of [false, true]) {
+      const mode = train ? "forward_backward" : "forward";
+      const whole = await runCrossEntropy(rt, logits, labels, { classes, train });
+      for (let s = 0; s * small < batch; s++) {
+        const n0 = s * small, n1 = Math.min(batch, n0 + small);
+        const z = logits.slice(n0 * classes, n1 * classes), y = labels.slice(n0, n1);
+        const step = await runCrossEntropy(rt, z, y, {
           classes,
           train,
-          row: step,
-          capacity,
-          group,
-          batchSize,
+          step: s,
+          batchSize: small,
+          capacity: batch,
         });
-        for (let g = 0; g < groups; g++) {
-          const from = g * group, to = Math.min(batch, from + group);
-          const z = logits.slice(from * classes, to * classes), y = labels.slice(from, to);
-          const expected = crossEntropyReference(z, y, { classes });
-          const row = got.metrics.subarray(2 * (first + g), 2 * (first + g) + 2);
-          assertClose([row[0]], [expected.loss], LOSS_TOLERANCE, `${mode} loss of group ${g}`);
-          assertClose([row[1]], [expected.correct], EXACT, `${mode} correct of group ${g}`);
-          // The same bits as one step over the group: the seed's batches, at any eval batch.
-          const alone = await runCrossEntropy(rt, z, y, { classes, train: false });
-          assertClose(row, alone.metrics, EXACT, `${mode} group ${g} against a step of it alone`);
-        }
-        const others = Array.from(got.metrics).filter((_, i) =>
-          i < 2 * first || i >= 2 * (first + groups)
-        );
-        assertClose(others, others.map(() => -7), EXACT, `${mode} rows outside the step`);
-        if (got.dlogits) {
-          // The gradient stays that of the mean over the whole batch, whatever the groups.
-          const whole = crossEntropyReference(logits, labels, { classes });
-          assertClose(got.dlogits, whole.dlogits, GRAD_TOLERANCE, "dlogits over the batch");
-        }
+        const got = whole.metrics.subarray(2 * n0, 2 * n1);
+        const alone = step.metrics.subarray(2 * n0, 2 * n1);
+        assertClose(got, alone, EXACT, `${mode}: rows ${n0}..${n1} against a step of them`);
       }
-    },
-  );
-}
+    }
+  },
+);
 
-Deno.test("cross_entropy rejects groups that do not divide the step", gpuTest, async () => {
+Deno.test("cross_entropy rejects a full step smaller than its batch", gpuTest, async () => {
   const rt = await testRuntime();
   const state = await createStepState(rt);
   const options = {
@@ -218,17 +220,19 @@ Deno.test("cross_entropy rejects groups that do not divide the step", gpuTest, a
     metrics: createMetrics(rt, 4),
     state: state.tensor,
   };
-  for (const bad of [{ group: 4 }, { group: 3, batchSize: 4 }, { group: 0 }]) {
-    const error = await crossEntropy(rt, { ...options, ...bad }).then(() => null, (e) => e);
-    if (!(error instanceof Error)) throw new Error(`${JSON.stringify(bad)} was accepted`);
+  for (const batchSize of [4, 6.5, 0]) {
+    const error = await crossEntropy(rt, { ...options, batchSize }).then(() => null, (e) => e);
+    if (!(error instanceof Error) || !/batchSize/.test(error.message)) {
+      throw new Error(`batchSize ${batchSize} was accepted (${error})`);
+    }
   }
 });
 
-Deno.test("cross_entropy keeps one row per step across advancing steps", gpuTest, async () => {
+Deno.test("cross_entropy keeps each step's rows across advancing steps", gpuTest, async () => {
   const rt = await testRuntime();
   const batch = 4, classes = 10, steps = 3;
   const state = await createStepState(rt);
-  const metrics = createMetrics(rt, steps);
+  const metrics = createMetrics(rt, steps * batch);
   const logits = tensor(rt, [batch, classes]);
   const labels = tensor(rt, [batch], { dtype: "u32" });
   const op = await crossEntropy(rt, {
@@ -245,21 +249,28 @@ Deno.test("cross_entropy keeps one row per step across advancing steps", gpuTest
     upload(rt, logits, z);
     upload(rt, labels, y);
     submit(rt, [op, state.advanceEval]);
-    const r = crossEntropyReference(z, y, { classes });
-    expected.push(r.loss, r.correct);
+    expected.push(...referenceRows(z, y, classes));
   }
   assertClose(await readback(rt, metrics), expected, LOSS_TOLERANCE, "metrics of 3 steps");
-  const rows = await readMetrics(rt, metrics, { from: 1, to: 3 });
-  assertClose(rows.loss, [expected[2], expected[4]], LOSS_TOLERANCE, "readMetrics loss");
-  assertClose(rows.correct, [expected[3], expected[5]], EXACT, "readMetrics correct");
+  const rows = await readMetrics(rt, metrics, { from: 5, to: 11 });
+  assertClose(rows.loss, losses(expected).slice(5, 11), LOSS_TOLERANCE, "readMetrics loss");
+  assertClose(rows.correct, flags(expected).slice(5, 11), EXACT, "readMetrics correct");
+  for (const bad of [{ from: 3, to: 3 }, { from: -1, to: 2 }, { from: 0, to: 13 }]) {
+    const error = await readMetrics(rt, metrics, bad).then(() => null, (e) => e);
+    if (!(error instanceof Error)) throw new Error(`rows ${JSON.stringify(bad)} were read`);
+  }
 });
 
 Deno.test("cross_entropy gives a NaN loss for a label outside the classes", gpuTest, async () => {
   const rt = await testRuntime();
   const logits = uniformArray(19, 3 * 10, -3, 3);
   const labels = new Uint32Array([1, 10, 2]);
-  const got = await runCrossEntropy(rt, logits, labels, { classes: 10, train: false });
-  if (!Number.isNaN(got.metrics[0])) throw new Error(`loss ${got.metrics[0]}, expected NaN`);
+  for (const train of [false, true]) {
+    const got = losses((await runCrossEntropy(rt, logits, labels, { classes: 10, train })).metrics);
+    if (!Number.isNaN(got[1]) || !Number.isFinite(got[0]) || !Number.isFinite(got[2])) {
+      throw new Error(`losses [${got}], expected NaN for image 1 alone`);
+    }
+  }
 });
 
 Deno.test("cross_entropy reference gradient matches finite differences", () => {
@@ -294,7 +305,8 @@ Deno.test(
     const plus = await runCrossEntropy(rt, shifted(1), labels, { classes, train: false });
     const minus = await runCrossEntropy(rt, shifted(-1), labels, { classes, train: false });
     const { dlogits } = await runCrossEntropy(rt, logits, labels, { classes, train: true });
-    const numeric = (plus.metrics[0] - minus.metrics[0]) / (2 * eps);
+    const mean = (rows: Float32Array) => losses(rows).reduce((a, l) => a + l, 0) / batch;
+    const numeric = (mean(plus.metrics) - mean(minus.metrics)) / (2 * eps);
     const analytic = dlogits!.reduce((s, g, i) => s + g * direction[i], 0);
     // f32 losses near 2.5 carry ~1e-6 of rounding, divided by 2 eps = 0.02: ~5e-5.
     assertClose([numeric], [analytic], { atol: 1e-4, rtol: 0 }, "directional derivative");

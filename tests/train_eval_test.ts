@@ -1,7 +1,13 @@
 import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, testRuntime } from "./util/gpu.ts";
 import { lenet } from "../lib/models.ts";
-import { createTrainer, defaultEvalBatch, type Progress, type Split } from "../lib/train.ts";
+import {
+  createTrainer,
+  defaultEvalBatch,
+  passFigures,
+  type Progress,
+  type Split,
+} from "../lib/train.ts";
 import { random } from "../lib/random.ts";
 import { readback, upload } from "../lib/runtime.ts";
 
@@ -14,13 +20,12 @@ function syntheticSplit(count: number, seed: number): Split {
   return { images, labels, count };
 }
 
-// Each image's loss is the same f32 at any batch; a row's mean and the pass's mean of rows
-// are sums in the same order. Allow a few f32 roundings all the same.
-const ROUNDING = { atol: 0, rtol: 1e-6 };
+// Each image's loss is the same f32 at any batch (in eval mode an image is computed on its
+// own), and the seed's figures are formed from those rows by one function.
 const EXACT = { atol: 0, rtol: 0 };
 
 Deno.test(
-  "evaluation at eval batches 40 and 88 gives the per-batch rows, loss and accuracy of batch 8 on 91 test images",
+  "evaluation at eval batches 40 and 88 gives the per-image rows, batches, loss and accuracy of batch 8 on 91 test images",
   gpuTest,
   async () => {
     const rt = await testRuntime();
@@ -44,7 +49,7 @@ Deno.test(
     const run = async (trainer: typeof seed) => {
       let last: Progress | undefined;
       const result = await trainer.evaluate({ onProgress: (p) => last = p });
-      const rows = (await readback(rt, trainer.metrics.test)).slice(0, 2 * 12);
+      const rows = await readback(rt, trainer.metrics.test);
       return { result, rows, last: last! };
     };
     const expected = await run(seed);
@@ -58,21 +63,48 @@ Deno.test(
       upload(rt, trainer.params, params);
       const got = await run(trainer);
       const label = `eval batch ${evalBatchSize ?? "default"}`;
-      assertClose(got.rows, expected.rows, ROUNDING, `${label}: rows (loss, correct) per batch`);
-      const correct = (rows: Float32Array) => rows.filter((_, i) => i % 2 === 1);
-      assertClose(correct(got.rows), correct(expected.rows), EXACT, `${label}: correct per batch`);
-      assertClose([got.result.loss], [expected.result.loss], ROUNDING, `${label}: loss`);
+      assertClose(got.rows, expected.rows, EXACT, `${label}: rows (loss, correct) per image`);
+      for (const key of ["loss", "correct", "images"] as const) {
+        const [a, b] = [got.result.batches[key], expected.result.batches[key]];
+        assertClose(a, b, EXACT, `${label}: batches.${key}`);
+      }
+      assertClose([got.result.loss], [expected.result.loss], EXACT, `${label}: loss`);
       assertClose([got.result.accuracy], [expected.result.accuracy], EXACT, `${label}: accuracy`);
       assertClose([got.result.images], [91], EXACT, `${label}: images`);
       assertClose(
         [got.last.done, got.last.total, got.last.loss, got.last.accuracy],
         [12, 12, expected.last.loss, expected.last.accuracy],
-        ROUNDING,
+        EXACT,
         `${label}: last progress`,
       );
     }
   },
 );
+
+Deno.test("passFigures forms the seed's batch means and pass figures from per-image rows", () => {
+  // 91 images at batch 8: 11 batches of 8 and a last one of 3, as a DataLoader cuts them.
+  const rng = random(5);
+  const loss = Float32Array.from({ length: 91 }, () => rng.uniform(0, 3));
+  const correct = Uint8Array.from({ length: 91 }, () => rng.int(2));
+  const got = passFigures({ loss, correct }, 8);
+  const means: number[] = [], hits: number[] = [], sizes: number[] = [];
+  for (let from = 0; from < 91; from += 8) {
+    const to = Math.min(91, from + 8);
+    means.push(loss.slice(from, to).reduce((a, l) => a + l, 0) / (to - from));
+    hits.push(correct.slice(from, to).reduce((a, c) => a + c, 0));
+    sizes.push(to - from);
+  }
+  // Batch means are stored as f32 (the seed's loss.item()): half an f32 ulp.
+  assertClose(got.batches.loss, means, { atol: 0, rtol: 6e-8 }, "batch means");
+  assertClose(got.batches.correct, hits, EXACT, "correct per batch");
+  assertClose(got.batches.images, sizes, EXACT, "images per batch");
+  const seedLoss = Array.from(got.batches.loss).reduce((a, l) => a + l, 0) / 12;
+  assertClose([got.loss], [seedLoss], { atol: 0, rtol: 1e-15 }, "running_loss / len(loader)");
+  const accuracy = (100 * hits.reduce((a, c) => a + c, 0)) / 91;
+  assertClose([got.accuracy, got.images], [accuracy, 91], { atol: 0, rtol: 1e-15 }, "accuracy");
+  const empty = passFigures({ loss: new Float32Array(0), correct: new Uint8Array(0) }, 8);
+  assertClose([empty.loss, empty.accuracy, empty.batches.loss.length], [0, 0, 0], EXACT, "empty");
+});
 
 Deno.test(
   "the default eval batch ends on the same partial batch as the seed's when it can",

@@ -63,6 +63,19 @@ Deno.test(
       atol: 0,
       rtol: 0,
     }, "accuracy");
+    const batches = result.batches;
+    assertClose(
+      batches.loss,
+      [steps[0].loss, steps[1].loss],
+      { atol: 0, rtol: 1e-5 },
+      "batch losses",
+    );
+    assertClose(
+      batches.correct,
+      [steps[0].correct, steps[1].correct],
+      { atol: 0, rtol: 0 },
+      "correct",
+    );
 
     const size = model.layout.trainableSize;
     const grads = (await readback(rt, trainer.grads)).subarray(0, size);

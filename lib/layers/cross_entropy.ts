@@ -1,13 +1,12 @@
 /**
  * Softmax cross-entropy, PyTorch's nn.CrossEntropyLoss() (mean over the batch), fused with
- * its gradient and the correct count in one dispatch. Each step writes its loss and correct
- * count into its own row of a `metrics` tensor on the GPU (the row is the step state's
- * `batch`), so the training loop never reads back per step: it reads the rows of many steps
- * at once when it reports, and can name the exact step whose loss was not finite.
- *
- * A step can also write one row per `group` of consecutive images: an evaluation step over
- * 1,024 images with groups of 32 writes the 32 rows that 32 steps of batch 32 would write,
- * the same numbers (each group's sum is formed exactly as a step of 32 forms it).
+ * its gradient in one dispatch. Each image writes its own loss and correct flag into its row
+ * of a `metrics` tensor on the GPU, at its place in the pass (the step state's `batch` times
+ * the images of a full step, plus its index in the step), so the training loop never reads
+ * back per step: it reads the rows of many steps at once when it reports, and forms the
+ * seed's per-batch means from them (batchFigures in lib/train.ts). The rows are the
+ * same whatever the step's batch: an evaluation step of 1,024 images writes the rows 32 steps
+ * of 32 would write.
  * @module
  */
 
@@ -23,6 +22,9 @@ import {
   view,
 } from "../runtime.ts";
 
+/** Invocations per workgroup: one image each. */
+const WORKGROUP = 64;
+
 /** What {@linkcode crossEntropy} reads and writes. */
 export interface CrossEntropyOptions {
   /** f32 [B, C]. */
@@ -31,39 +33,39 @@ export interface CrossEntropyOptions {
   labels: Tensor;
   /** f32 [B, C]: the gradient of the mean loss, written in training; null in evaluation. */
   dlogits: Tensor | null;
-  /** f32 [capacity, 2]: row `batch` receives (loss, correct); see {@linkcode createMetrics}. */
+  /** f32 [capacity, 2]: one row (loss, correct) per image of a pass; see {@linkcode createMetrics}. */
   metrics: Tensor;
-  /** The step state (lib/step_state.ts): its `batch` picks the metrics row. */
+  /** The step state (lib/step_state.ts): its `batch` places the step's rows. */
   state: Tensor;
   /**
-   * Images per full step of the pass (default B): a step's first metrics row is
-   * `batch * batchSize / group`. The last, partial step of a pass has B < batchSize.
+   * Images per full step of the pass (default B): image n of a step writes row
+   * `batch * batchSize + n`. The last, partial step of a pass has B < batchSize.
    */
   batchSize?: number;
-  /**
-   * Images per metrics row (default batchSize): each group of `group` consecutive images
-   * gets its own row (mean loss, correct), the last group of a step what is left.
-   */
-  group?: number;
 }
 
 /**
- * logits [B,C], labels [B] -> metrics[batch] = (mean loss, correct), dlogits [B,C].
- * With groups: metrics[batch * batchSize / group + g] = (mean loss, correct) of group g.
+ * logits [B,C], labels [B] -> metrics[batch * batchSize + n] = (loss[n], correct[n]),
+ * dlogits [B,C].
  *
  * Makes the op of the loss: `forward` when `dlogits` is null (evaluation), else
  * `forward_backward` (training), which also writes dlogits = (softmax(z) - onehot) / B
- * (the gradient of the mean over all B images, whatever the groups).
+ * (the gradient of the mean over the B images of the step).
  *
  * @example
  * ```ts
- * const metrics = createMetrics(rt, stepsPerEpoch);
- * const loss = await crossEntropy(rt, { logits, labels, dlogits, metrics, state: state.tensor });
- * // An evaluation step of 1,024 images that writes 32 rows, one per 32 images:
- * const evalLoss = await crossEntropy(rt, {
- *   logits: logits1024, labels: labels1024, dlogits: null, metrics, state: state.tensor,
- *   group: 32,
- * });
+ * import { createRuntime, submit, tensor, upload } from "../runtime.ts";
+ * import { createStepState } from "../step_state.ts";
+ *
+ * const rt = await createRuntime();
+ * const state = await createStepState(rt);
+ * const logits = tensor(rt, [2, 3]), labels = tensor(rt, [2], { dtype: "u32" });
+ * upload(rt, logits, new Float32Array([2, 0, 0, 0, 1, 3]));
+ * upload(rt, labels, new Uint32Array([0, 1]));
+ * const dlogits = tensor(rt, [2, 3]), metrics = createMetrics(rt, 2);
+ * submit(rt, [await crossEntropy(rt, { logits, labels, dlogits, metrics, state: state.tensor })]);
+ * const rows = await readMetrics(rt, metrics, { from: 0, to: 2 });
+ * console.log(rows.loss, rows.correct); // [0.2395, 2.1698], [1, 0]
  * ```
  */
 export async function crossEntropy(rt: Runtime, options: CrossEntropyOptions): Promise<Op> {
@@ -84,42 +86,31 @@ export async function crossEntropy(rt: Runtime, options: CrossEntropyOptions): P
     throw new Error(`cross_entropy: metrics is [${metrics.shape}], expected [capacity, 2]`);
   }
   const batchSize = options.batchSize ?? batch;
-  const group = options.group ?? batchSize;
   if (!Number.isInteger(batchSize) || batchSize < batch) {
     throw new Error(`cross_entropy: batchSize ${batchSize} must be a whole number >= B (${batch})`);
   }
-  if (!Number.isInteger(group) || group < 1 || batchSize % group !== 0) {
-    throw new Error(`cross_entropy: group ${group} must divide batchSize (${batchSize})`);
-  }
-  const constants = { WORKGROUP: 64 };
-  const params = uniform(rt, "cross_entropy", {
-    batch,
-    classes,
-    group,
-    rows_per_step: batchSize / group,
-  });
+  const params = uniform(rt, "cross_entropy", { batch, classes, step_images: batchSize });
   const bindings = [logits, labels, metrics, state, params];
-  const workgroups = Math.ceil(batch / group);
-  if (!dlogits) {
-    const k = await kernel(rt, "cross_entropy.wgsl", "forward", constants);
-    return op(rt, k, bindings, workgroups);
-  }
-  const k = await kernel(rt, "cross_entropy.wgsl", "forward_backward", constants);
-  return op(rt, k, [...bindings, dlogits], workgroups);
+  const workgroups = Math.ceil(batch / WORKGROUP);
+  const entry = dlogits ? "forward_backward" : "forward";
+  const k = await kernel(rt, "cross_entropy.wgsl", entry, { WORKGROUP });
+  return op(rt, k, dlogits ? [...bindings, dlogits] : bindings, workgroups);
 }
 
 /**
- * Allocates the metrics tensor f32 [capacity, 2] (loss, correct per step), one row per
- * batch of an epoch or of an evaluation pass.
+ * Allocates the metrics tensor f32 [capacity, 2], one row (loss, correct) per image of an
+ * epoch or of an evaluation pass.
  */
 export function createMetrics(rt: Runtime, capacity: number): Tensor {
   return tensor(rt, [capacity, 2], { label: "metrics" });
 }
 
-/** The losses and correct counts of rows `from` to `to` (exclusive) of a metrics tensor. */
+/** The losses and correct flags of rows `from` to `to` (exclusive) of a metrics tensor. */
 export interface MetricsRows {
+  /** Each image's loss. */
   loss: Float32Array;
-  correct: Float32Array;
+  /** 1 where the image's first argmax is its label, else 0. */
+  correct: Uint8Array;
 }
 
 /**
@@ -127,8 +118,12 @@ export interface MetricsRows {
  *
  * @example
  * ```ts
- * const { loss } = await readMetrics(rt, metrics, { from: 0, to: stepsDone });
- * const bad = loss.findIndex((l) => !Number.isFinite(l));
+ * import { createRuntime } from "../runtime.ts";
+ *
+ * const rt = await createRuntime();
+ * const metrics = createMetrics(rt, 100);
+ * const { loss } = await readMetrics(rt, metrics, { from: 0, to: 10 });
+ * const bad = loss.findIndex((l) => !Number.isFinite(l)); // -1: all zeros so far
  * ```
  */
 export async function readMetrics(
@@ -137,14 +132,17 @@ export async function readMetrics(
   rows: { from: number; to: number },
 ): Promise<MetricsRows> {
   const { from, to } = rows;
-  if (from < 0 || to > metrics.shape[0] || from >= to) {
+  if (
+    !Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > metrics.shape[0] ||
+    from >= to
+  ) {
     throw new Error(`readMetrics: rows ${from}..${to} of a metrics tensor of ${metrics.shape[0]}`);
   }
   const data = await readback(
     rt,
     view(metrics, metrics.offset + 2 * from, [to - from, 2], "metrics rows"),
   );
-  const loss = new Float32Array(to - from), correct = new Float32Array(to - from);
+  const loss = new Float32Array(to - from), correct = new Uint8Array(to - from);
   for (let i = 0; i < to - from; i++) {
     loss[i] = data[2 * i];
     correct[i] = data[2 * i + 1];
