@@ -223,6 +223,7 @@ export async function loadCheckpoint(dir: string): Promise<Omit<ResumePoint, "mo
     );
   }
   if (partner.path.endsWith(PREVIOUS)) await Deno.rename(partner.path, join(dir, OPTIMIZER));
+  else await Deno.remove(join(dir, PREVIOUS)).catch(() => {});
   await removeLeftovers(dir);
   const epoch = wholeMetadata(file.metadata, "epoch", path);
   if (epoch === undefined || run.metadata.steps === undefined) {
@@ -246,41 +247,43 @@ export function writeRunFile(dir: string, name: string, data: string): Promise<v
 }
 
 /**
- * Takes `<dir>/train.lock` (created exclusively, holding our pid) or throws when a live
- * process holds it; a lock whose process is gone (kill -9) is taken over with a notice.
+ * Takes `<dir>/train.lock`: an exclusive lock on the file (the system drops it when the
+ * process ends, even by kill -9) and our pid in it. Throws, naming the holder, when a live
+ * process holds it; a file left by a process that is gone is taken over with a notice.
  * Returns the function that releases it (also called on exit).
  */
 export async function lockRun(dir: string, log = console.log): Promise<() => void> {
   const path = join(dir, LOCK);
-  const content = JSON.stringify({ pid: Deno.pid, started: new Date().toISOString() }) + "\n";
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await Deno.writeTextFile(path, content, { createNew: true });
-      const release = () => {
-        globalThis.removeEventListener("unload", release);
-        try {
-          Deno.removeSync(path);
-        } catch { /* already gone */ }
-      };
-      // Deno.exit() skips `finally` blocks but dispatches "unload".
-      globalThis.addEventListener("unload", release);
-      return release;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) {
-        throw new Error(`${path}: cannot create the lock (${(e as Error).message})`);
-      }
-    }
-    const holder = await readLock(path);
-    if (holder.pid !== undefined && await processAlive(holder.pid)) {
-      throw new Error(
-        `${dir} is being written by another training (process ${holder.pid}, started ` +
-          `${holder.started ?? "?"}); wait for it to end, or stop it (${path})`,
-      );
-    }
-    log(`Notice: ${path} was left by process ${holder.pid ?? "?"}, which is gone; taking it over.`);
-    await Deno.remove(path).catch(() => {});
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true, write: true, create: true });
+  } catch (e) {
+    throw new Error(`${path}: cannot create the lock (${(e as Error).message})`);
   }
-  throw new Error(`${path}: another process took the lock first`);
+  const holder = await readLock(path);
+  if (!(await file.tryLock(true))) {
+    file.close();
+    throw new Error(
+      `${dir} is being written by another training (process ${holder.pid ?? "?"}, started ` +
+        `${holder.started ?? "?"}); wait for it to end, or stop it (${path})`,
+    );
+  }
+  if (holder.pid !== undefined) {
+    log(`Notice: ${path} was left by process ${holder.pid}, which is gone; taking it over.`);
+  }
+  const content = JSON.stringify({ pid: Deno.pid, started: new Date().toISOString() }) + "\n";
+  await file.truncate(0);
+  await file.write(new TextEncoder().encode(content));
+  const release = () => {
+    globalThis.removeEventListener("unload", release);
+    try {
+      Deno.removeSync(path);
+      file.close();
+    } catch { /* already released */ }
+  };
+  // Deno.exit() skips `finally` blocks but dispatches "unload".
+  globalThis.addEventListener("unload", release);
+  return release;
 }
 
 async function readLock(path: string): Promise<{ pid?: number; started?: string }> {
@@ -289,14 +292,8 @@ async function readLock(path: string): Promise<{ pid?: number; started?: string 
     const pid = Number.isSafeInteger(value?.pid) && value.pid > 0 ? value.pid : undefined;
     return { pid, started: typeof value?.started === "string" ? value.started : undefined };
   } catch {
-    return {}; // half-written or not ours: treated as stale
+    return {}; // empty (just created) or not ours
   }
-}
-
-/** Whether process `pid` runs; where /proc is missing we cannot tell and assume it does. */
-async function processAlive(pid: number): Promise<boolean> {
-  if (!(await exists("/proc/self"))) return true;
-  return await exists(`/proc/${pid}`);
 }
 
 /**

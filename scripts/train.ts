@@ -20,7 +20,6 @@ import {
   type Normalization,
   prepareDataset,
 } from "../lib/io/mnist.ts";
-import { readback, upload } from "../lib/runtime.ts";
 import { summarize, summaryTotals } from "../lib/summary.ts";
 import Table from "cli-table3";
 import {
@@ -300,10 +299,7 @@ async function train(options: Options, out: string, resumed?: Resumed): Promise<
     stepsPerSubmit: options.stepsPerSubmit,
   });
   if (resumed) {
-    upload(rt, trainer.params, resumed.params);
-    upload(rt, trainer.moments.m, resumed.moments.m);
-    upload(rt, trainer.moments.v, resumed.moments.v);
-    trainer.steps = resumed.steps;
+    trainer.loadState({ params: resumed.params, ...resumed.moments, steps: resumed.steps });
   }
 
   const first = await trainer.firstBatch((resumed?.epoch ?? 0) + 1);
@@ -330,16 +326,19 @@ async function train(options: Options, out: string, resumed?: Resumed): Promise<
     console.error(`${key}: stopping after the current steps (press Ctrl-C again to quit at once).`);
   });
   const records = resumed?.records ?? [];
+  const stepsOf = (images: number) => Math.ceil(images / options.batchSize);
   try {
     for (let epoch = (resumed?.epoch ?? 0) + 1; epoch <= options.epochs; epoch++) {
       const label = `Epoch ${epoch}/${options.epochs}`;
       const tr = await trainer.trainEpoch(
         epoch,
-        hooks(`${label} [TRAIN]`, options.quiet, () => stopping),
+        hooks(`${label} [TRAIN]`, stepsOf(train.count), options.quiet, () => stopping),
       );
       if (stopping) break;
-      const batches = await batchFigures(trainer, tr);
-      const te = await trainer.evaluate(hooks(`${label} [TEST]`, options.quiet, () => stopping));
+      const batches = batchFigures(tr);
+      const te = await trainer.evaluate(
+        hooks(`${label} [TEST]`, stepsOf(data.test.count), options.quiet, () => stopping),
+      );
       if (stopping) break;
       records.push(record(epoch, tr, te, batches));
       console.log(`Epoch ${epoch}`);
@@ -371,21 +370,25 @@ async function train(options: Options, out: string, resumed?: Resumed): Promise<
   console.log(`Saved ${join(out, "model.safetensors")}, metrics.json and curves.svg.`);
 }
 
-/** A progress bar per pass, refreshed from the GPU's metrics; none once stopping. */
-function hooks(label: string, quiet: boolean | undefined, shouldStop: () => boolean): PassHooks {
+/** A progress bar per pass of `total` batches, shown from its start; none once stopping. */
+function hooks(
+  label: string,
+  total: number,
+  quiet: boolean | undefined,
+  shouldStop: () => boolean,
+): PassHooks {
   if (quiet) return { shouldStop };
   const t0 = performance.now();
-  let bar: ReturnType<typeof progressBar> | undefined;
+  const bar = progressBar(
+    `${label} {bar} {value}/{total} | loss {loss} | acc {acc}% | {speed} img/s | ETA {eta_formatted}`,
+    total,
+    { loss: "-", acc: "-", speed: "-" },
+  );
   return {
     shouldStop,
     refreshSeconds: 0.25,
     onProgress: (p) => {
       if (shouldStop()) return;
-      bar ??= progressBar(
-        `${label} {bar} {value}/{total} | loss {loss} | acc {acc}% | {speed} img/s | ETA {eta_formatted}`,
-        p.total,
-        { loss: "-", acc: "-", speed: "-" },
-      );
       const seconds = (performance.now() - t0) / 1000;
       bar.update(p.done, {
         loss: p.loss.toFixed(4),
@@ -397,28 +400,13 @@ function hooks(label: string, quiet: boolean | undefined, shouldStop: () => bool
   };
 }
 
-/**
- * Each training batch's mean loss and accuracy of the epoch just trained: the pass's own
- * figures where the trainer gives them (`PassResult.batches`), else its metrics rows.
- */
-async function batchFigures(trainer: Trainer, tr: PassResult): Promise<EpochRecord["batches"]> {
+/** Each training batch's mean loss and accuracy (percent) of a pass, for the curves. */
+function batchFigures(tr: PassResult): EpochRecord["batches"] {
   const round = (x: number) => Number(x.toPrecision(5));
-  const given = (tr as PassResult & {
-    batches?: { loss: Float32Array; correct: Uint32Array; images: Uint32Array };
-  }).batches;
-  if (given) {
-    return {
-      loss: Array.from(given.loss, round),
-      acc: Array.from(given.correct, (c, i) => round((100 * c) / given.images[i])),
-    };
-  }
-  const B = trainer.config.batchSize;
-  const batches = Math.ceil(tr.images / B);
-  const rows = (await readback(trainer.rt, trainer.metrics.train)).subarray(0, 2 * batches);
-  const images = (b: number) => Math.min(B, tr.images - b * B);
+  const { loss, correct, images } = tr.batches;
   return {
-    loss: Array.from({ length: batches }, (_, b) => round(rows[2 * b])),
-    acc: Array.from({ length: batches }, (_, b) => round((100 * rows[2 * b + 1]) / images(b))),
+    loss: Array.from(loss, round),
+    acc: Array.from(correct, (c, i) => round((100 * c) / images[i])),
   };
 }
 
@@ -455,20 +443,17 @@ async function saveRun(
     normalization: Normalization;
   },
 ): Promise<void> {
-  const { rt, model } = trainer;
-  const params = await readback(rt, trainer.params);
-  const m = await readback(rt, trainer.moments.m);
-  const v = await readback(rt, trainer.moments.v);
+  const { params, m, v, steps } = await trainer.saveState();
   const { resume: _resume, force: _force, quiet: _quiet, ...recorded } = run.options;
   const last = run.records.at(-1)!;
   await saveCheckpoint(out, {
-    model: stateDict(model, params, trainer.steps),
-    optimizer: optimizerDict(model, { m, v }),
+    model: stateDict(trainer.model, params, steps),
+    optimizer: optimizerDict(trainer.model, { m, v }),
     metadata: {
       format: "pt",
-      model: model.name,
+      model: trainer.model.name,
       epoch: String(run.epoch),
-      steps: String(trainer.steps),
+      steps: String(steps),
       options: JSON.stringify(recorded),
       metrics: JSON.stringify({ ...last, batches: undefined }),
       adapter: run.adapter,

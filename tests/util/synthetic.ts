@@ -43,14 +43,23 @@ export async function syntheticData(dir: string, counts: { train: number; test: 
   }
 }
 
-/** Runs scripts/<name> with the permissions the tasks grant (write anywhere, for temp dirs). */
+/** The path of scripts/<name>. */
+export function scriptPath(name: string): string {
+  return new URL(`../../scripts/${name}`, import.meta.url).pathname;
+}
+
+/** The permissions the tasks grant (write anywhere, for temp dirs). */
+export const SCRIPT_PERMISSIONS = ["--allow-read", "--allow-write", "--allow-env", "--allow-net"];
+
+/** Runs scripts/<name> with the tasks' permissions, in `cwd` (default: the test's). */
 export async function runScript(
   name: string,
   args: string[],
+  options: { cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const script = new URL(`../../scripts/${name}`, import.meta.url).pathname;
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-net", script, ...args],
+    args: ["run", ...SCRIPT_PERMISSIONS, scriptPath(name), ...args],
+    cwd: options.cwd,
     stdout: "piped",
     stderr: "piped",
   }).output();
