@@ -1,7 +1,7 @@
 /**
  * Checkpoints as PyTorch state_dicts: the flat parameter buffer sliced by name into F32
  * tensors of PyTorch's shapes, plus `num_batches_tracked` as an I64 scalar per BatchNorm, so
- * `model.load_state_dict(..., strict=True)` of the seed's model accepts the file. AdamW's
+ * `model.load_state_dict(..., strict=True)` of the notebook's model accepts the file. AdamW's
  * moments are saved the same way (`<name>.exp_avg`, `<name>.exp_avg_sq`) for --resume.
  * @module
  */

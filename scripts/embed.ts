@@ -1,7 +1,7 @@
 /**
- * `deno task embed`: the seed's last section. The model's outputs (logits, or the pooled
+ * `deno task embed`: the notebook's last section. The model's outputs (logits, or the pooled
  * features with --layer features) for the first training images, projected to 2-D by t-SNE
- * (perplexity 30, 300 iterations, learning rate 200, seed 42), on the GPU by default;
+ * (perplexity 30, 300 iterations, learning rate 200, RNG seed 42), on the GPU by default;
  * writes runs/<run>/embed/embeddings.safetensors and tsne.svg.
  * @module
  */

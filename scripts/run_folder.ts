@@ -30,8 +30,8 @@ const OPTIMIZER = "optimizer.safetensors";
 const PREVIOUS = "optimizer.previous.safetensors";
 const LOCK = "train.lock";
 
-/** What train wrote before normalization was recorded: the seed's MNIST constants. */
-const SEED_NORMALIZATION: Normalization = { mean: 0.1307, std: 0.3081 };
+/** What train used before it recorded the normalization: the notebook's MNIST constants. */
+const NOTEBOOK_NORMALIZATION: Normalization = { mean: 0.1307, std: 0.3081 };
 
 /** A run's checkpoint, loaded. */
 export interface LoadedRun {
@@ -124,7 +124,7 @@ function runFromFile(dir: string, path: string, file: Safetensors): LoadedRun {
 }
 
 function normalizationOf(metadata: Record<string, string>, path: string): Normalization {
-  if (metadata.mean === undefined && metadata.std === undefined) return SEED_NORMALIZATION;
+  if (metadata.mean === undefined && metadata.std === undefined) return NOTEBOOK_NORMALIZATION;
   const mean = Number(metadata.mean), std = Number(metadata.std);
   if (!Number.isFinite(mean) || !(std > 0) || !Number.isFinite(std)) {
     throw new Error(`${path}: its "mean" and "std" metadata must be numbers, std > 0`);

@@ -98,7 +98,7 @@ Deno.test(
     // A 2-epoch run's curves: a point per step (8 a epoch) and the 2 test points marked.
     const curves = await Deno.readTextFile(join(run, "curves.svg"));
     assert.equal((curves.match(/class="marker"/g) ?? []).length, 4);
-    const lines = [...curves.matchAll(/class="series"[^>]* d="M([^"]*)"/g)].map((m) =>
+    const lines = [...curves.matchAll(/<path d="M([^"]*)"[^>]*class="series"/g)].map((m) =>
       m[1].split("L").length
     );
     assert.deepEqual(lines, [16, 16, 2, 16, 16, 2]);

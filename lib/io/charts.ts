@@ -27,7 +27,7 @@ export interface DigitsOptions {
 }
 
 /**
- * Draws images as grayscale (0 black, 255 white) with a title above each, like the seed's
+ * Draws images as grayscale (0 black, 255 white) with a title above each, like the notebook's
  * `show_images`. Each image is a black square and one path per gray level (16 levels), made of
  * horizontal runs, which keeps the file small.
  *
