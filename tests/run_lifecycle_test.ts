@@ -231,7 +231,7 @@ function inTerminal(args: string[]) {
     .map((a) => `'${a}'`).join(" ");
   return new Deno.Command("script", {
     args: ["-qec", `exec ${command}`, "/dev/null"],
-    stdin: "null",
+    stdin: "piped",
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
@@ -263,8 +263,10 @@ Deno.test(
       if (done) throw new Error(`train ended early:\n${screen}`);
       screen += value;
     }
-    const { pid } = JSON.parse(await Deno.readTextFile(join(run, "train.lock")));
-    Deno.kill(pid, "SIGINT");
+    // Ctrl-C typed on the terminal: its line discipline sends SIGINT to the training.
+    const keyboard = child.stdin.getWriter();
+    await keyboard.write(new Uint8Array([3]));
+    await keyboard.close();
     for (let r = await reader.read(); !r.done; r = await reader.read()) screen += r.value;
     await child.status;
     const text = screen.replaceAll("\r\n", "\n");
@@ -285,6 +287,7 @@ Deno.test(
       "--out",
       join(dir, "nan"),
     ]);
+    await failing.stdin.close();
     const [status, out] = await Promise.all([failing.status, new Response(failing.stdout).text()]);
     assert.equal(status.code, 1);
     const failed = out.replaceAll("\r\n", "\n");
