@@ -180,7 +180,7 @@ async function resumePlan(options: Options, given: (name: string) => boolean) {
   const release = await lockRun(dir);
   try {
     const point = await loadCheckpoint(dir);
-    const saved = point.options as Partial<Options>;
+    const saved = checkRecorded(point.options, join(dir, "model.safetensors"));
     for (const name of PLAN) {
       if (given(name) && options[name] !== saved[name]) {
         const flag = `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -205,7 +205,7 @@ async function resumePlan(options: Options, given: (name: string) => boolean) {
       return undefined;
     }
     const moments = loadOptimizerDict(point.model, point.optimizerFile, point.optimizerPath);
-    const steps = Number(point.optimizerFile.metadata.steps);
+    const steps = point.steps; // the optimizer file's too: their checkpoint ids match
     const records = await readRecords(dir, point.epoch);
     console.log(`Resuming ${dir} after epoch ${point.epoch} (${steps} steps).`);
     return {
@@ -236,6 +236,35 @@ async function resumePlan(options: Options, given: (name: string) => boolean) {
   }
 }
 
+/**
+ * The options a checkpoint recorded, each checked as the command line would check it (a
+ * choice among ours, a number in its range): they come from a file.
+ */
+function checkRecorded(recorded: Record<string, unknown>, path: string): Partial<Options> {
+  for (const option of program.options) {
+    const key = option.attributeName();
+    const value = recorded[key];
+    if (value === undefined || (!PLAN.includes(key as typeof PLAN[number]) && key !== "epochs")) {
+      continue;
+    }
+    let ok = typeof value === "string" || typeof value === "number";
+    if (ok && option.argChoices) ok = option.argChoices.includes(String(value));
+    if (ok && option.parseArg) {
+      try {
+        ok = option.parseArg(String(value), undefined) === value;
+      } catch {
+        ok = false;
+      }
+    }
+    if (!ok) {
+      throw new Error(
+        `${path}: its recorded option ${key} = ${JSON.stringify(value)} is not valid`,
+      );
+    }
+  }
+  return recorded as Partial<Options>;
+}
+
 /** The epoch records of metrics.json up to `epoch` (a later one may be of an unsaved epoch). */
 async function readRecords(dir: string, epoch: number): Promise<EpochRecord[]> {
   const path = join(dir, "metrics.json");
@@ -245,7 +274,10 @@ async function readRecords(dir: string, epoch: number): Promise<EpochRecord[]> {
   } catch (e) {
     throw new Error(`${path}: cannot read the run's metrics (${(e as Error).message})`);
   }
-  if (!Array.isArray(records) || records.some((r) => typeof r?.epoch !== "number")) {
+  const valid = (r: Partial<EpochRecord> | null) =>
+    typeof r?.epoch === "number" &&
+    (r.batches === undefined || (Array.isArray(r.batches?.loss) && Array.isArray(r.batches?.acc)));
+  if (!Array.isArray(records) || !records.every(valid)) {
     throw new Error(`${path}: not a list of epoch records`);
   }
   const kept = (records as EpochRecord[]).filter((r) => r.epoch <= epoch);
@@ -359,7 +391,11 @@ async function train(options: Options, out: string, resumed?: Resumed): Promise<
   }
   if (stopping) {
     const last = records.at(-1)?.epoch ?? 0;
-    if (last === 0) await Deno.remove(join(out, "train.lock")).then(() => Deno.remove(out));
+    if (!resumed) {
+      // A new run stopped before its first checkpoint leaves no folder behind (if empty).
+      await Deno.remove(join(out, "train.lock")).catch(() => {});
+      await Deno.remove(out).catch(() => {});
+    }
     console.error(
       last > 0
         ? `Interrupted: the checkpoint of epoch ${last} in ${out} is kept; continue with --resume ${out}`
@@ -377,7 +413,7 @@ function hooks(
   quiet: boolean | undefined,
   shouldStop: () => boolean,
 ): PassHooks {
-  if (quiet) return { shouldStop };
+  if (quiet || shouldStop()) return { shouldStop };
   const t0 = performance.now();
   const bar = progressBar(
     `${label} {bar} {value}/{total} | loss {loss} | acc {acc}% | {speed} img/s | ETA {eta_formatted}`,
@@ -475,10 +511,12 @@ export function curvesSvg(records: EpochRecord[]): string {
   const testLoss: [number, number][] = [], testAcc: [number, number][] = [];
   let step = 0;
   for (const r of records) {
-    r.batches.loss.forEach((l, i) => {
+    // Runs from before the per-step figures have none for their first epochs.
+    const batches = r.batches ?? { loss: [], acc: [] };
+    batches.loss.forEach((l, i) => {
       step++;
       loss.push([step, l]);
-      acc.push([step, r.batches.acc[i]]);
+      acc.push([step, batches.acc[i]]);
     });
     testLoss.push([step, r.test_loss]);
     testAcc.push([step, r.test_acc]);

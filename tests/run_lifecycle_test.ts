@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readSafetensorsFile } from "../lib/io/files.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/files.ts";
 import {
   runScript,
   SCRIPT_PERMISSIONS,
@@ -144,6 +144,20 @@ Deno.test(
       assert.match(r.stderr, message);
     }
     assert.deepEqual(await bytes(join(run, "model.safetensors")), before);
+    // Recorded options come from a file: checked as the command line checks them.
+    const model = await readSafetensorsFile(join(run, "model.safetensors"));
+    const options = JSON.parse(model.metadata.options);
+    await writeSafetensorsFile(join(run, "model.safetensors"), model.tensors, {
+      ...model.metadata,
+      options: JSON.stringify({ ...options, batchSize: -3 }),
+    });
+    const tampered = await train(["--resume", run, "--epochs", "2"]);
+    assert.notEqual(tampered.code, 0);
+    assert.match(
+      tampered.stderr,
+      /model\.safetensors: its recorded option batchSize = -3 is not valid/,
+    );
+    await writeSafetensorsFile(join(run, "model.safetensors"), model.tensors, model.metadata);
     const more = await train(["--resume", run, "--epochs", "2", "--quiet"]);
     ok(more, "resume to 2 epochs");
     assert.match(more.stdout, /Training to 2 epochs in total \(the run planned 1\)\./);
