@@ -123,7 +123,7 @@ export function lineChartsSvg(panels: LinePanel[]): string {
     const x = d3.scaleLinear().domain([x0, x1]).range([m.left, width - m.right]);
     const y = d3.scaleLinear().domain([lo, hi]).nice().range([plotHeight - m.bottom, m.top]);
     g.append("g").attr("transform", `translate(0,${plotHeight - m.bottom})`)
-      .call(d3.axisBottom(x).ticks(6, "~s"));
+      .call(d3.axisBottom(x).ticks(6).tickFormat(d3.format(",")));
     g.append("g").attr("transform", `translate(${m.left},0)`).call(d3.axisLeft(y).ticks(6));
     g.append("text").attr("x", width / 2).attr("y", 20).attr("text-anchor", "middle")
       .attr("font-weight", "bold").text(panel.title);
