@@ -7,9 +7,11 @@
  *
  * The start comes from our RNG (our trainer's init for `--seed` and our epoch orders), or
  * with `--pytorch-init` from PyTorch's (`torch.manual_seed(seed)`, `LeNet()`, and the orders
- * the seed's DataLoader draws), so both RNGs can be tried in both frameworks. The first
- * `--detail-steps` steps are also compared tensor by tensor, three ways: PyTorch, our GPU
- * trainer, and our float64 reference step (tests/reference/lenet_step.ts).
+ * the seed's DataLoader draws), so both RNGs can be tried in both frameworks. Our one trainer
+ * takes the start through its seams: `loadState` (the initial weights), the `order` of each
+ * epoch, and `onStep` to look at the first steps. The first `--detail-steps` steps are also
+ * compared tensor by tensor, three ways: PyTorch, our GPU trainer, and our float64 reference
+ * step (tests/reference/lenet_step.ts).
  *
  * The PyTorch side is bench/pytorch_crosscheck.py; it needs a python3 with torch (Debian's
  * python3-torch is /usr/bin/python3).
@@ -18,7 +20,7 @@
 
 import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { createRuntime, readback, type Runtime, upload } from "../lib/runtime.ts";
+import { createRuntime, readback } from "../lib/runtime.ts";
 import { lenet, type Model } from "../lib/models.ts";
 import {
   createTrainer,
@@ -64,7 +66,19 @@ const NOISE_DRIVEN = [
   "features.4.running_mean",
 ];
 
-const CHECKED_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 1875, 2500, 3000, 3750];
+// Every one of the first 20 steps (where the losses should agree to f32 rounding), then fewer.
+const CHECKED_STEPS = [
+  ...Array.from({ length: 20 }, (_, i) => i + 1),
+  50,
+  100,
+  200,
+  500,
+  1000,
+  1875,
+  2500,
+  3000,
+  3750,
+];
 
 const program = new Command()
   .name("deno task bench:crosscheck")
@@ -138,18 +152,20 @@ async function crosscheck(
   const config: TrainConfig = { ...CONFIG, seed: options.seed };
   const source = options.pytorchInit ? "PyTorch" : "ours";
 
+  // One trainer (for --seed); with PyTorch's start, loadState gives it PyTorch's weights.
+  const trainer = source === "ours" || !options.pytorchOnly
+    ? await createTrainer(rt, model, { train: data.train, test: data.test }, config)
+    : undefined;
   // The start: initial state_dict and each epoch's order, written where PyTorch reads them.
   let init: Float32Array<ArrayBuffer>;
   let orders: Uint32Array<ArrayBuffer>[];
-  let trainer: Trainer | undefined;
   if (source === "PyTorch") {
     await runPython(python, ["init", options.seed, options.epochs, dir, dataDir(options)]);
     const path = join(dir, "init.safetensors");
     init = loadStateDict(model, await readSafetensorsFile(path), path).params;
     orders = await readOrders(join(dir, "orders.safetensors"), data.train.count);
   } else {
-    trainer = await createTrainer(rt, model, { train: data.train, test: data.test }, config);
-    init = new Float32Array(await readback(rt, trainer.params));
+    init = new Float32Array((await trainer!.saveState()).params);
     orders = Array.from(
       { length: options.epochs },
       (_, e) => epochOrder(options.seed, e + 1, data.train.count),
@@ -180,17 +196,16 @@ async function crosscheck(
     epochs: options.epochs,
     pytorch: theirs.map(({ losses: _, correct: __, ...rest }) => rest),
   };
-  if (options.pytorchOnly) {
+  if (!trainer) {
     printEpochs(theirs);
   } else {
     const t1 = performance.now();
-    const ours = await trainOurs(rt, model, data, { config, init, orders, trainer });
+    const ours = await trainOurs(trainer, { init, orders });
     console.log(`ours (${rt.description}): ${((performance.now() - t1) / 1000).toFixed(1)} s`);
     const summary = compareRuns(ours, theirs);
     printComparison(summary, ours, theirs);
     const details = detailSteps > 0
-      ? await compareDetails(rt, model, data, {
-        config,
+      ? await compareDetails(trainer, data.train, {
         init,
         order: orders[0],
         steps: detailSteps,
@@ -213,51 +228,28 @@ function dataDir(options: Options): string {
   return join(options.data, "mnist");
 }
 
+/** The state of a trainer at the start: `init` and AdamW's moments zero, no step done. */
+function startState(model: Model, init: Float32Array) {
+  const moments = () => new Float32Array(model.layout.trainableSize);
+  return { params: init, m: moments(), v: moments(), steps: 0 };
+}
+
 /**
- * Trains our model from `init` over `orders` and records every step. With our own start,
- * `run.trainer` (made for --seed) runs as `deno task train` runs it, with its epochOrder for
- * each epoch. With PyTorch's start, each epoch gets a trainer over a copy of the training
- * images permuted so that our epochOrder walks them in PyTorch's order; the state
- * (parameters, BatchNorm statistics, AdamW's moments and step count) goes from one epoch's
- * trainer to the next, as --resume hands it over.
+ * Trains our model from `init` over `orders` (one epoch each) and records every step's loss
+ * and correct count (the pass's batches) and each epoch's figures.
  */
 async function trainOurs(
-  rt: Runtime,
-  model: Model,
-  data: { train: Split; test: Split },
-  run: {
-    config: TrainConfig;
-    init: Float32Array<ArrayBuffer>;
-    orders: Uint32Array<ArrayBuffer>[];
-    trainer?: Trainer;
-  },
+  trainer: Trainer,
+  run: { init: Float32Array; orders: Uint32Array[] },
 ): Promise<EpochRun[]> {
-  const { config, init, orders } = run;
+  trainer.loadState(startState(trainer.model, run.init));
   const epochs: EpochRun[] = [];
-  let trainer = run.trainer;
-  for (let e = 1; e <= orders.length; e++) {
-    if (!run.trainer) {
-      const train = reorder(
-        data.train,
-        orders[e - 1],
-        epochOrder(config.seed, e, data.train.count),
-      );
-      const next = await createTrainer(rt, model, { train, test: data.test }, config);
-      if (trainer) {
-        upload(rt, next.params, new Float32Array(await readback(rt, trainer.params)));
-        upload(rt, next.moments.m, new Float32Array(await readback(rt, trainer.moments.m)));
-        upload(rt, next.moments.v, new Float32Array(await readback(rt, trainer.moments.v)));
-        next.steps = trainer.steps;
-      } else upload(rt, next.params, init);
-      trainer = next;
-    }
-    const tr = await trainer!.trainEpoch(e);
-    const rows = await readback(rt, trainer!.metrics.train);
-    const steps = tr.images / config.batchSize;
-    const te = await trainer!.evaluate();
+  for (const [e, order] of run.orders.entries()) {
+    const tr = await trainer.trainEpoch(e + 1, {}, { order });
+    const te = await trainer.evaluate();
     epochs.push({
-      losses: Array.from({ length: steps }, (_, s) => rows[2 * s]),
-      correct: Array.from({ length: steps }, (_, s) => rows[2 * s + 1]),
+      losses: Array.from(tr.batches.loss),
+      correct: Array.from(tr.batches.correct),
       train_loss: tr.loss,
       train_acc: tr.accuracy,
       test_loss: te.loss,
@@ -266,20 +258,6 @@ async function trainOurs(
     });
   }
   return epochs;
-}
-
-/**
- * A copy of `split` permuted so that walking it in `ours` order visits the original images in
- * `wanted` order: copy[ours[k]] = split[wanted[k]] for every k < ours.length.
- */
-function reorder(split: Split, wanted: ArrayLike<number>, ours: ArrayLike<number>): Split {
-  const count = ours.length;
-  const images = new Uint8Array(count * 784), labels = new Uint8Array(count);
-  for (let k = 0; k < count; k++) {
-    images.set(split.images.subarray(wanted[k] * 784, (wanted[k] + 1) * 784), ours[k] * 784);
-    labels[ours[k]] = split.labels[wanted[k]];
-  }
-  return { images, labels, count };
 }
 
 /** What the comparison of the per-step losses found. */
@@ -386,21 +364,15 @@ function diff(a: ArrayLike<number>, b: ArrayLike<number>): TensorDiff {
  * step, as differences relative to the reference. Prints them and returns them.
  */
 async function compareDetails(
-  rt: Runtime,
-  model: Model,
-  data: { train: Split; test: Split },
-  run: {
-    config: TrainConfig;
-    init: Float32Array<ArrayBuffer>;
-    order: Uint32Array<ArrayBuffer>;
-    steps: number;
-    torchPath: string;
-  },
+  trainer: Trainer,
+  train: Split,
+  run: { init: Float32Array; order: Uint32Array; steps: number; torchPath: string },
 ) {
-  const { config, init, order, steps } = run;
+  const { init, order, steps } = run;
+  const { model, config } = trainer;
   const torch = torchDetails(await readSafetensorsFile(run.torchPath), steps);
-  const reference = referenceDetails(model, data.train, { config, init, order, steps });
-  const gpu = await gpuDetails(rt, model, data, { config, init, order, steps });
+  const reference = referenceDetails(model, train, { config, init, order, steps });
+  const gpu = await gpuDetails(trainer, { init, order, steps });
   const rows: {
     step: number;
     what: string;
@@ -514,34 +486,25 @@ function referenceDetails(
 }
 
 /**
- * Our GPU trainer's first `steps` steps: for each k, a trainer over the first k batches of
- * `order` (permuted as in trainOurs) trains one epoch of k steps from `init`; its gradients
- * are those of step k.
+ * Our GPU trainer's first `steps` steps from `init` over `order`: onStep reads each step's
+ * loss, gradients and state, and the epoch stops after `steps` steps. (It leaves the trainer
+ * mid-epoch; trainOurs loads the start again.)
  */
 async function gpuDetails(
-  rt: Runtime,
-  model: Model,
-  data: { train: Split; test: Split },
-  run: { config: TrainConfig; init: Float32Array<ArrayBuffer>; order: Uint32Array; steps: number },
+  trainer: Trainer,
+  run: { init: Float32Array; order: Uint32Array; steps: number },
 ): Promise<StepDetail[]> {
-  const { config, init, order } = run;
-  const test = {
-    images: data.test.images.subarray(0, 32 * 784),
-    labels: data.test.labels.subarray(0, 32),
-    count: 32,
-  };
+  const { rt, model } = trainer;
+  trainer.loadState(startState(model, run.init));
   const out: StepDetail[] = [];
-  for (let k = 1; k <= run.steps; k++) {
-    const count = k * config.batchSize;
-    const train = reorder(data.train, order.subarray(0, count), epochOrder(config.seed, 1, count));
-    const trainer = await createTrainer(rt, model, { train, test }, config);
-    upload(rt, trainer.params, init);
-    await trainer.trainEpoch(1);
-    const rows = await readback(rt, trainer.metrics.train);
-    const params = await readback(rt, trainer.params);
-    const grads = await readback(rt, trainer.grads);
-    out.push({ loss: rows[2 * (k - 1)], ...sliceByName(model, params, grads) });
-  }
+  await trainer.trainEpoch(1, { shouldStop: () => out.length >= run.steps }, {
+    order: run.order,
+    onStep: async (step) => {
+      const { params } = await trainer.saveState();
+      const grads = await readback(rt, trainer.grads);
+      out.push({ loss: step.loss, ...sliceByName(model, params, grads) });
+    },
+  });
   return out;
 }
 

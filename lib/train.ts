@@ -95,8 +95,8 @@ export interface EpochOptions {
   order?: Uint32Array;
   /**
    * Called after every step, which then waits for it: the caller may read the trainer's
-   * tensors there. With it, steps are submitted one at a time (slower); without it nothing
-   * changes.
+   * tensors there. With it, steps are submitted one at a time and each waits for the device
+   * (an epoch of MNIST took 2.5x as long on llvmpipe); without it nothing changes.
    */
   onStep?: (step: StepReport) => void | Promise<void>;
 }
