@@ -13,6 +13,7 @@ import { readback } from "./runtime.ts";
 import type { Split } from "./train.ts";
 
 const CHUNK_IMAGES = 2000;
+const CHUNK_BATCHES = 64;
 
 /** Which output to collect and how to feed the model. */
 export interface InferOptions {
@@ -82,8 +83,9 @@ export async function forwardSplit(
   }
   const dim = numel(passes[0].output.shape.slice(1));
   const result = tensor(rt, [split.count, dim], { label: `${layer} outputs` });
-  // Chunks of about CHUNK_IMAGES images a submit, so progress shows and no submit is huge.
-  const perSubmit = Math.max(1, Math.floor(CHUNK_IMAGES / B));
+  // Chunks of about CHUNK_IMAGES images and at most CHUNK_BATCHES batches a submit, so that
+  // progress shows every second or so even at batch 1, and no submit is huge.
+  const perSubmit = Math.max(1, Math.min(CHUNK_BATCHES, Math.floor(CHUNK_IMAGES / B)));
   for (let start = 0; start < split.count;) {
     const encoder = rt.device.createCommandEncoder();
     for (let k = 0; k < perSubmit && start < split.count; k++, start += B) {

@@ -58,20 +58,45 @@ export function stopBars(): void {
   active.clear();
 }
 
+type Signal = "SIGINT" | "SIGTERM";
+const handlers: ((signal: Signal) => void)[] = [];
+let listeners: [Signal, () => void][] = [];
+
 /**
- * Calls `handler` on Ctrl-C (SIGINT) and on SIGTERM, after stopping the bars so that what the
- * handler prints starts on a line of its own. Returns a function that removes the handlers.
+ * Listens to Ctrl-C (SIGINT) and SIGTERM: stops the bars, then calls the newest handler of
+ * {@linkcode onInterrupt}, or without one says so and exits 130 (the shell's code for it).
  */
-export function onInterrupt(handler: (signal: "SIGINT" | "SIGTERM") => void): () => void {
-  const listeners = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+function listen(): void {
+  if (listeners.length > 0) return;
+  listeners = (["SIGINT", "SIGTERM"] as const).map((signal) => {
     const listener = () => {
       stopBars();
-      handler(signal);
+      const handler = handlers.at(-1);
+      if (handler) return handler(signal);
+      console.error(`${signal === "SIGINT" ? "Ctrl-C" : "SIGTERM"}: stopped.`);
+      Deno.exit(130);
     };
     Deno.addSignalListener(signal, listener);
-    return [signal, listener] as const;
+    return [signal, listener];
   });
-  return () => listeners.forEach(([signal, l]) => Deno.removeSignalListener(signal, l));
+}
+
+function unlisten(): void {
+  for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  listeners = [];
+}
+
+/**
+ * Calls `handler` on Ctrl-C (SIGINT) and on SIGTERM instead of exiting, after stopping the
+ * bars so that what it prints starts on a line of its own. Returns the function that removes it.
+ */
+export function onInterrupt(handler: (signal: Signal) => void): () => void {
+  listen();
+  handlers.push(handler);
+  return () => {
+    const i = handlers.lastIndexOf(handler);
+    if (i >= 0) handlers.splice(i, 1);
+  };
 }
 
 /** Stops the bars, prints `error: <message>` on a line of its own and exits with `code`. */
@@ -81,13 +106,18 @@ export function fail(message: string, code = 1): never {
   Deno.exit(code);
 }
 
-/** Runs a script's `main`; any error ends it through {@linkcode fail} (no stack trace). */
+/**
+ * Runs a script's `main`: Ctrl-C and SIGTERM stop the bars before the script ends, and any
+ * error ends it through {@linkcode fail} (one line, no stack trace).
+ */
 export async function runMain(main: () => Promise<void>): Promise<void> {
+  listen();
   try {
     await main();
   } catch (e) {
     fail((e as Error).message);
   } finally {
     stopBars();
+    unlisten();
   }
 }

@@ -239,9 +239,9 @@ Deno.test(
   },
 );
 
-/** Runs train under a pseudo-terminal (util-linux `script`), as a user sees it. */
-function inTerminal(args: string[]) {
-  const command = [Deno.execPath(), "run", ...SCRIPT_PERMISSIONS, scriptPath("train.ts"), ...args]
+/** Runs a script (train) under a pseudo-terminal (util-linux `script`), as a user sees it. */
+function inTerminal(args: string[], script = "train.ts") {
+  const command = [Deno.execPath(), "run", ...SCRIPT_PERMISSIONS, scriptPath(script), ...args]
     .map((a) => `'${a}'`).join(" ");
   return new Deno.Command("script", {
     args: ["-qec", `exec ${command}`, "/dev/null"],
@@ -307,6 +307,35 @@ Deno.test(
     const failed = out.replaceAll("\r\n", "\n");
     assertRestored(failed);
     assert.match(failed, /\nerror: [^\n]*loss of batch \d+ is (NaN|Infinity)[^\n]*\n$/);
+    await Deno.remove(dir, { recursive: true });
+  },
+);
+
+Deno.test(
+  "Ctrl-C during evaluate's progress bar restores the terminal and says it stopped",
+  { ...cli, ignore: Deno.build.os !== "linux" },
+  async () => {
+    const { dir, run } = await trainedRun({ train: 64, test: 3000 });
+    const child = inTerminal(
+      ["--run", run, "--data", join(dir, "data"), "--batch-size", "1"],
+      "evaluate.ts",
+    );
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let screen = "";
+    while (!/Evaluating [^\n]* [1-9]\d*\/3000 images/.test(screen)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`evaluate ended early:\n${screen}`);
+      screen += value;
+    }
+    const keyboard = child.stdin.getWriter();
+    await keyboard.write(new Uint8Array([3]));
+    await keyboard.close();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) screen += r.value;
+    const status = await child.status;
+    const text = screen.replaceAll("\r\n", "\n");
+    assert.equal(status.code, 130, text);
+    assertRestored(text);
+    assert.match(text, /\nCtrl-C: stopped\.\n$/);
     await Deno.remove(dir, { recursive: true });
   },
 );
