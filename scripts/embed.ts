@@ -30,8 +30,11 @@ import { progressBar, runMain } from "./terminal.ts";
 
 /** Points above which t-SNE (quadratic in the points) gets a warning with an estimate. */
 const WARN_POINTS = 5000;
-/** Seconds for 1,000 points and 300 iterations on llvmpipe (README, `deno task embed`). */
-const SECONDS_PER_1000 = 1.2;
+/**
+ * Seconds per pair of points and iteration of our GPU t-SNE on llvmpipe (2 cores): 20,000
+ * points, 300 iterations in ~174 s (`deno task embed --count 20000`); tsne-js is ~30x slower.
+ */
+const SECONDS_PER_PAIR_ITERATION = 1.5e-9;
 
 const program = new Command()
   .name("deno task embed")
@@ -127,12 +130,13 @@ async function main(): Promise<void> {
     seed: options.seed,
   };
   if (count > WARN_POINTS) {
-    const scale = (count / 1000) ** 2 * (options.iterations / 300);
-    const estimate = SECONDS_PER_1000 * scale * (options.tsne === "gpu" ? 1 : 30);
+    const estimate = SECONDS_PER_PAIR_ITERATION * count ** 2 * options.iterations *
+      (options.tsne === "gpu" ? 1 : 30);
     console.log(
-      `Warning: t-SNE's cost grows with the square of the points: ${count} points may take ` +
-        `${formatDuration(estimate)} or more on a software adapter (1,000 take ~1.2 s there). ` +
-        `Ctrl-C stops it; --count sets fewer.`,
+      `Warning: t-SNE's cost grows with the square of the points: ${count} points take about ` +
+        `${formatDuration(estimate)} on llvmpipe${
+          rt.isFallback ? " (this adapter is a software one)" : " (less on a GPU)"
+        }. Ctrl-C stops it; --count sets fewer.`,
     );
   }
   const bar = options.quiet || options.tsne !== "gpu" ? undefined : progressBar(

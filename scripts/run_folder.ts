@@ -6,10 +6,11 @@
  *
  * The checkpoint is model.safetensors (PyTorch's state_dict) and optimizer.safetensors
  * (AdamW's moments). Both carry the same `checkpoint` id, `epoch` and `steps` in their
- * metadata. Saving writes both in full under `*.next.safetensors`, moves the current
- * optimizer file aside to optimizer.previous.safetensors, then renames the optimizer and the
- * model into place: at every instant model.safetensors has a partner with its id, in
- * optimizer.safetensors or optimizer.previous.safetensors.
+ * metadata. Saving writes both in full under `*.next.safetensors`, then the run's epoch
+ * files (metrics.json, curves.svg), moves the current optimizer file aside to
+ * optimizer.previous.safetensors, then renames the optimizer and the model into place: at
+ * every instant model.safetensors has a partner with its id, in optimizer.safetensors or
+ * optimizer.previous.safetensors, and metrics.json holds at least its epochs.
  * @module
  */
 
@@ -147,6 +148,11 @@ export interface Checkpoint {
   optimizer: Map<string, StoredTensor>;
   /** Must hold `epoch` and `steps`; the `checkpoint` id is added. */
   metadata: Record<string, string> & { epoch: string; steps: string };
+  /**
+   * Files of the run that describe epochs (metrics.json, curves.svg), written before the
+   * checkpoint moves into place: they may run one epoch ahead of it, never behind.
+   */
+  files?: Record<string, string>;
 }
 
 /**
@@ -168,6 +174,11 @@ export async function saveCheckpoint(
   const steps: (() => Promise<void>)[] = [
     () => writeSafetensorsFile(next(OPTIMIZER), checkpoint.optimizer, metadata),
     () => writeSafetensorsFile(next(MODEL), checkpoint.model, metadata),
+    async () => {
+      for (const [name, data] of Object.entries(checkpoint.files ?? {})) {
+        await writeFileAtomic(join(dir, name), data);
+      }
+    },
     async () => {
       if (await exists(join(dir, OPTIMIZER))) {
         await Deno.rename(join(dir, OPTIMIZER), join(dir, PREVIOUS));
@@ -239,11 +250,6 @@ export async function removeLeftovers(dir: string): Promise<void> {
       await Deno.remove(join(dir, entry.name)).catch(() => {});
     }
   }
-}
-
-/** Writes a small file of the run atomically (metrics.json, curves.svg). */
-export function writeRunFile(dir: string, name: string, data: string): Promise<void> {
-  return writeFileAtomic(join(dir, name), data);
 }
 
 /**

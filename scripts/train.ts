@@ -33,13 +33,7 @@ import {
   realNumber,
 } from "./cli_options.ts";
 import { onInterrupt, progressBar, runMain, stopBars } from "./terminal.ts";
-import {
-  claimRunFolder,
-  loadCheckpoint,
-  lockRun,
-  saveCheckpoint,
-  writeRunFile,
-} from "./run_folder.ts";
+import { claimRunFolder, loadCheckpoint, lockRun, saveCheckpoint } from "./run_folder.ts";
 import { largestBatch } from "./batch_limit.ts";
 
 /** Per-epoch figures, as metrics.json holds them. */
@@ -497,9 +491,11 @@ async function saveRun(
       mean: String(run.normalization.mean),
       std: String(run.normalization.std),
     },
+    files: {
+      "metrics.json": JSON.stringify(run.records, null, 1) + "\n",
+      "curves.svg": curvesSvg(run.records),
+    },
   });
-  await writeRunFile(out, "metrics.json", JSON.stringify(run.records, null, 1) + "\n");
-  await writeRunFile(out, "curves.svg", curvesSvg(run.records));
 }
 
 /**

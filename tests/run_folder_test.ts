@@ -15,6 +15,7 @@ function checkpointOf(epoch: number) {
     model: stateDict(model, params, 7 * epoch),
     optimizer: optimizerDict(model, moments),
     metadata: { model: "lenet", epoch: String(epoch), steps: String(7 * epoch), options: "{}" },
+    files: { "metrics.json": String(epoch) },
   };
 }
 
@@ -22,7 +23,7 @@ const names = async (dir: string) =>
   (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
 
 Deno.test("a save interrupted at any step leaves one whole checkpoint, the old or the new", async () => {
-  for (let crashAfter = 0; crashAfter <= 6; crashAfter++) {
+  for (let crashAfter = 0; crashAfter <= 7; crashAfter++) {
     const dir = await Deno.makeTempDir();
     await saveCheckpoint(dir, checkpointOf(1));
     await saveCheckpoint(dir, checkpointOf(2), crashAfter).catch(() => {});
@@ -34,9 +35,16 @@ Deno.test("a save interrupted at any step leaves one whole checkpoint, the old o
       (point.optimizerFile.tensors.get("classifier.1.bias.exp_avg")!.data as Float32Array)[0],
       point.epoch,
     );
-    assert.equal(point.epoch, crashAfter >= 5 ? 2 : 1, `crash after step ${crashAfter}`);
+    assert.equal(point.epoch, crashAfter >= 6 ? 2 : 1, `crash after step ${crashAfter}`);
+    // The epoch files are written before the checkpoint moves: never behind it.
+    const metrics = await Deno.readTextFile(join(dir, "metrics.json"));
+    assert.ok(Number(metrics) >= point.epoch, `metrics.json of epoch ${metrics}`);
     // loadCheckpoint put the partner in place and removed the leftovers.
-    assert.deepEqual(await names(dir), ["model.safetensors", "optimizer.safetensors"]);
+    assert.deepEqual(await names(dir), [
+      "metrics.json",
+      "model.safetensors",
+      "optimizer.safetensors",
+    ]);
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -113,7 +121,7 @@ Deno.test("two runs claimed at the same instant get distinct folders; a finished
   first.release();
   await assert.rejects(
     () => claimRunFolder(out),
-    /already holds a run \(model\.safetensors, optimizer\.safetensors\); continue it with --resume .*, or replace it with --force/,
+    /already holds a run \(model\.safetensors, optimizer\.safetensors, metrics\.json\); continue it with --resume .*, or replace it with --force/,
   );
   const forced = await claimRunFolder(out, { force: true });
   assert.deepEqual(await names(out), ["train.lock"]);
