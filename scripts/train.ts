@@ -124,6 +124,8 @@ interface Resumed {
   moments: { m: Float32Array<ArrayBuffer>; v: Float32Array<ArrayBuffer> };
   steps: number;
   normalization: Normalization;
+  /** The kernel tier the run trained with so far. */
+  kernels?: string;
 }
 
 async function main(): Promise<void> {
@@ -222,6 +224,7 @@ async function resumePlan(options: Options, given: (name: string) => boolean) {
         moments,
         steps,
         normalization: point.normalization,
+        kernels: point.metadata.kernels,
       },
     };
   } catch (e) {
@@ -292,6 +295,12 @@ async function train(options: Options, out: string, resumed?: Resumed): Promise<
         rt.architecture ? `, ${rt.architecture}` : ""
       }; ${kernels} kernels)`,
   );
+  if (resumed?.kernels && resumed.kernels !== kernels) {
+    console.log(
+      `Notice: the run trained with ${resumed.kernels} kernels so far and goes on with ${kernels} ` +
+        `(their results agree closely, not bit for bit).`,
+    );
+  }
 
   const dataset = options.dataset as DatasetName;
   const dir = join(options.data, dataset);
@@ -502,7 +511,7 @@ async function saveRun(
  * The training loss and accuracy along the steps (each batch, and a running mean of 50), with
  * each epoch's test figures marked at the step where the epoch ended: TensorBoard's view.
  */
-export function curvesSvg(records: EpochRecord[]): string {
+function curvesSvg(records: EpochRecord[]): string {
   const loss: [number, number][] = [], acc: [number, number][] = [];
   const testLoss: [number, number][] = [], testAcc: [number, number][] = [];
   let step = 0;
