@@ -132,18 +132,17 @@ async function main(): Promise<void> {
   program.parse(["deno", "train", ...Deno.args]);
   let options: Options = program.opts();
   const given = (name: string) => program.getOptionValueSource(name) === "cli";
-  for (const name of ["activation", "pool", "c3"] as const) {
-    if (options.model !== "lenet5" && given(name)) {
-      throw new Error(`--${name} applies to --model lenet5 only`);
-    }
-  }
-
   let out: string, release: () => void, resumed: Resumed | undefined;
   if (options.resume) {
     const plan = await resumePlan(options, given);
     if (!plan) return;
     ({ options, out, release, resumed } = plan);
   } else {
+    for (const name of ["activation", "pool", "c3"] as const) {
+      if (options.model !== "lenet5" && given(name)) {
+        throw new Error(`--${name} applies to --model lenet5 only`);
+      }
+    }
     ({ dir: out, release } = await claimRunFolder(options.out, { force: options.force }));
   }
   try {
@@ -208,6 +207,7 @@ async function resumePlan(options: Options, given: (name: string) => boolean) {
       out: dir,
       release,
       options: {
+        ...options, // the defaults, for what older runs did not record
         ...saved,
         epochs,
         data: given("data") ? options.data : saved.data ?? options.data,
