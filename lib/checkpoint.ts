@@ -47,29 +47,30 @@ export function optimizerDict(
 }
 
 /**
- * The flat parameter buffer and step count from a state_dict file. Throws, naming the file,
- * when a tensor is missing, unexpected, or has the wrong dtype or shape: i.e. when the file
- * is not a checkpoint of this model.
+ * The flat parameter buffer from a state_dict file. Throws, naming the file, when a tensor is
+ * missing, unexpected, or has the wrong dtype or shape: i.e. when the file is not a checkpoint
+ * of this model. (BatchNorm's `num_batches_tracked` is checked, not read: the step count is
+ * the checkpoint's `steps` metadata, which models without BatchNorm have too.)
  */
 export function loadStateDict(
   model: Model,
   file: Safetensors,
   name: string,
-): { params: Float32Array<ArrayBuffer>; steps: number } {
+): { params: Float32Array<ArrayBuffer> } {
   const params = new Float32Array(model.layout.size);
   const expected = stateDict(model, params, 0);
   checkNames(file, expected, `${name} is not a checkpoint of model ${model.name}`);
-  let steps = 0;
   for (const [key, want] of expected) {
     const got = file.tensors.get(key)!;
     checkTensor(got, want, `${name}: ${key}`);
-    if (want.dtype === "I64") steps = Number((got.data as BigInt64Array)[0]);
-    else {params.set(
+    if (want.dtype === "F32") {
+      params.set(
         got.data as Float32Array,
         model.layout.entries.find((e) => e.name === key)!.offset,
-      );}
+      );
+    }
   }
-  return { params, steps };
+  return { params };
 }
 
 /** AdamW's moments from an optimizer file written by `optimizerDict`. */
