@@ -184,3 +184,44 @@ Deno.test(
     await Deno.remove(dir, { recursive: true });
   },
 );
+
+const FASHION = "/usr/share/datasets/fashion-mnist"; // Debian's dataset-fashion-mnist
+const hasFashion = await Deno.stat(FASHION).then(() => true, () => false);
+
+Deno.test({
+  name: "Fashion-MNIST's first normalized batch has mean ~0 and standard deviation ~1",
+  ignore: !hasFashion,
+  ...cli,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const data = join(dir, "data");
+    const download = await runScript("download.ts", [
+      "--dataset",
+      "fashion-mnist",
+      "--source",
+      FASHION,
+      "--out",
+      data,
+    ]);
+    assert.equal(download.code, 0, download.stderr);
+    const r = await runScript("train.ts", [
+      "--dataset",
+      "fashion-mnist",
+      "--data",
+      data,
+      "--epochs",
+      "1",
+      "--limit",
+      "320",
+      "--quiet",
+      "--out",
+      join(dir, "run"),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Normalization: mean 0\.2860, std 0\.3530/);
+    const mean = Number(/Batch mean: (-?[\d.]+)/.exec(r.stdout)![1]);
+    const std = Number(/Batch standard deviation: ([\d.]+)/.exec(r.stdout)![1]);
+    assert.ok(Math.abs(mean) < 0.1 && Math.abs(std - 1) < 0.1, `mean ${mean}, std ${std}`);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
