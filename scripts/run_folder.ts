@@ -341,6 +341,7 @@ export async function claimRunFolder(
       );
     }
     for (const name of held) await Deno.remove(join(out, name), { recursive: true });
+    await removeLeftovers(out);
   } catch (e) {
     release();
     throw e;
