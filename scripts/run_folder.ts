@@ -194,10 +194,9 @@ export async function saveCheckpoint(
   }
 }
 
-/** A run's checkpoint for --resume: the model and its own optimizer state. */
+/** A run's checkpoint for --resume: the model and the optimizer file that belongs to it. */
 export interface ResumePoint extends LoadedRun {
   epoch: number;
-  moments: { m: Float32Array<ArrayBuffer>; v: Float32Array<ArrayBuffer> };
   optimizerFile: Safetensors;
   optimizerPath: string;
 }
@@ -208,7 +207,7 @@ export interface ResumePoint extends LoadedRun {
  * partner left in optimizer.previous.safetensors by a crash is moved back into place, and
  * leftover temporary files are removed.
  */
-export async function loadCheckpoint(dir: string): Promise<Omit<ResumePoint, "moments">> {
+export async function loadCheckpoint(dir: string): Promise<ResumePoint> {
   const path = join(dir, MODEL);
   if (!(await exists(path))) {
     throw new Error(`--resume ${dir}: no ${path} (a run folder has one after its first epoch)`);
