@@ -72,7 +72,7 @@ const program = new Command()
   .addOption(dataOption("folder of the data files (downloaded there when missing)"))
   .option(
     "--epochs <n>",
-    "epochs to train (with --resume: the new total)",
+    "epochs in total (with --resume: the run's own unless given)",
     positiveInt("--epochs"),
     2,
   )
