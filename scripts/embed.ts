@@ -134,9 +134,9 @@ async function main(): Promise<void> {
       (options.tsne === "gpu" ? 1 : 30);
     console.log(
       `Warning: t-SNE's cost grows with the square of the points: ${count} points take about ` +
-        `${formatDuration(estimate)} on llvmpipe${
-          rt.isFallback ? " (this adapter is a software one)" : " (less on a GPU)"
-        }. Ctrl-C stops it; --count sets fewer.`,
+        `${formatDuration(estimate)} on llvmpipe with two CPU cores (${
+          rt.isFallback ? "this adapter is a software one too" : "much less on a GPU"
+        }). Ctrl-C stops it; --count sets fewer.`,
     );
   }
   const bar = options.quiet || options.tsne !== "gpu" ? undefined : progressBar(
