@@ -8,9 +8,12 @@
 import { buildGraph, type Model } from "./models.ts";
 import { gatherOp, uploadDataset } from "./data_gpu.ts";
 import { createStepState } from "./step_state.ts";
-import { numel, record, type Runtime, tensor, upload } from "./runtime.ts";
+import { idle, numel, record, type Runtime, tensor, upload } from "./runtime.ts";
 import { readback } from "./runtime.ts";
 import type { Split } from "./train.ts";
+
+const CHUNK_IMAGES = 2000;
+const CHUNK_BATCHES = 64;
 
 /** Which output to collect and how to feed the model. */
 export interface InferOptions {
@@ -22,6 +25,8 @@ export interface InferOptions {
   layer?: string;
   mean: number;
   std: number;
+  /** Called after each submitted chunk with the images done and the total. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /**
@@ -89,18 +94,27 @@ export async function forwardSplit(
   }
   const dim = numel(passes[0].output.shape.slice(1));
   const result = tensor(rt, [split.count, dim], { label: `${layer} outputs` });
-  const encoder = rt.device.createCommandEncoder();
-  for (let start = 0; start < split.count; start += B) {
-    const pass = passes.find((p) => p.count === Math.min(B, split.count - start))!;
-    record(encoder, pass.ops);
-    encoder.copyBufferToBuffer(
-      pass.output.buffer,
-      pass.output.offset * 4,
-      result.buffer,
-      start * dim * 4,
-      pass.count * dim * 4,
-    );
+  // Chunks of about CHUNK_IMAGES images and at most CHUNK_BATCHES batches a submit, so that
+  // progress shows every second or so even at batch 1, and no submit is huge.
+  const perSubmit = Math.max(1, Math.min(CHUNK_BATCHES, Math.floor(CHUNK_IMAGES / B)));
+  for (let start = 0; start < split.count;) {
+    const encoder = rt.device.createCommandEncoder();
+    for (let k = 0; k < perSubmit && start < split.count; k++, start += B) {
+      const pass = passes.find((p) => p.count === Math.min(B, split.count - start))!;
+      record(encoder, pass.ops);
+      encoder.copyBufferToBuffer(
+        pass.output.buffer,
+        pass.output.offset * 4,
+        result.buffer,
+        start * dim * 4,
+        pass.count * dim * 4,
+      );
+    }
+    rt.device.queue.submit([encoder.finish()]);
+    if (options.onProgress) {
+      await idle(rt);
+      options.onProgress(Math.min(start, split.count), split.count);
+    }
   }
-  rt.device.queue.submit([encoder.finish()]);
   return { values: await readback(rt, result), dim };
 }

@@ -1,5 +1,5 @@
 /**
- * Classification metrics from logits, computed in float64 on the CPU: the seed's loss (the
+ * Classification metrics from logits, computed in float64 on the CPU: the notebook's loss (the
  * mean of per-batch mean cross-entropies), accuracy, the confusion matrix and per-class
  * precision and recall.
  * @module
@@ -7,7 +7,7 @@
 
 /** What evaluate reports. */
 export interface Evaluation {
-  /** Mean over batches of `lossBatchSize` of the batch's mean cross-entropy (the seed's). */
+  /** Mean over batches of `lossBatchSize` of the batch's mean cross-entropy (the notebook's). */
   loss: number;
   /** Percent of rows whose first largest logit is the label. */
   accuracy: number;

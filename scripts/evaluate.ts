@@ -4,44 +4,41 @@
  * @module
  */
 
-import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { createRuntime, type DeviceChoice } from "../lib/runtime.ts";
 import { forwardSplit } from "../lib/infer.ts";
 import { evaluateLogits } from "../lib/metrics.ts";
-import { loadRun, newestRun } from "../lib/io/runs.ts";
 import { CLASS_NAMES, type DatasetName, loadDataset } from "../lib/io/mnist.ts";
-import { writeFileAtomic } from "../lib/io/files.ts";
+import { exists, writeFileAtomic } from "../lib/io/files.ts";
 import { confusionSvg, digitsSvg } from "../lib/io/charts.ts";
+import { loadRun, newestRun } from "./run_folder.ts";
+import {
+  dataOption,
+  datasetOption,
+  deviceOption,
+  kernelsOption,
+  nonNegativeInt,
+  openRuntime,
+  positiveInt,
+} from "./cli_options.ts";
+import { progressBar, runMain } from "./terminal.ts";
 
 const program = new Command()
   .name("deno task evaluate")
   .description("Evaluate a trained checkpoint on the test set; writes <run>/eval/.")
   .option("--run <dir>", "run folder (default: the newest under runs/)")
-  .option("--data <dir>", "folder of the data files", "data")
-  .addOption(
-    new Option("--dataset <name>", "dataset (default: the run's)").choices([
-      "mnist",
-      "fashion-mnist",
-    ]),
+  .addOption(dataOption())
+  .addOption(datasetOption())
+  .option(
+    "--batch-size <n>",
+    "images per dispatch (results do not depend on it)",
+    positiveInt("--batch-size"),
+    500,
   )
-  .option("--batch-size <n>", "images per dispatch (results do not depend on it)", (v) => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || n < 1) {
-      throw new InvalidArgumentError(`--batch-size must be a whole number >= 1, got "${v}".`);
-    }
-    return n;
-  }, 500)
-  .option("--errors <n>", "misclassified digits to draw", (v) => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v)) {
-      throw new InvalidArgumentError(`--errors must be a whole number, got "${v}".`);
-    }
-    return n;
-  }, 40)
-  .addOption(
-    new Option("--device <kind>", "adapter").choices(["auto", "gpu", "cpu"]).default("auto"),
-  )
+  .option("--errors <n>", "misclassified digits to draw", nonNegativeInt("--errors"), 40)
+  .addOption(deviceOption())
+  .addOption(kernelsOption())
+  .option("--quiet", "no progress bar")
   .showHelpAfterError();
 
 async function main(): Promise<void> {
@@ -50,23 +47,36 @@ async function main(): Promise<void> {
   const dir = options.run ?? await newestRun();
   const run = await loadRun(dir);
   const dataset = (options.dataset ?? run.options.dataset ?? "mnist") as DatasetName;
-  const rt = await createRuntime(options.device as DeviceChoice);
+  if (!Object.hasOwn(CLASS_NAMES, dataset)) {
+    throw new Error(`${dir}: the run's dataset "${dataset}" is not one of ours`);
+  }
+  const { rt, kernels } = await openRuntime(options.device, options.kernels);
   console.log(
-    `Run: ${dir} (model ${run.model.name}, epoch ${
-      run.metadata.epoch ?? "?"
-    }) on ${rt.description}`,
+    `Run: ${dir} (model ${run.model.name}, epoch ${run.metadata.epoch ?? "?"}, trained with ${
+      run.metadata.kernels ?? "cpu"
+    } kernels) on ${rt.description}, ${kernels} kernels`,
   );
   const { test } = await loadDataset(options.data, dataset);
   const t0 = performance.now();
+  const bar = options.quiet
+    ? undefined
+    : progressBar("Evaluating {bar} {value}/{total} images | ETA {eta_formatted}", test.count, {});
   const { values } = await forwardSplit(rt, run.model, test, {
     params: run.params,
     batchSize: options.batchSize,
-    mean: 0.1307,
-    std: 0.3081,
+    ...run.normalization,
+    onProgress: (done) => bar?.update(done),
   });
+  bar?.stop();
   const seconds = (performance.now() - t0) / 1000;
   const names = CLASS_NAMES[dataset];
   const result = evaluateLogits(values, test.labels, { classes: names.length });
+  if (!Number.isFinite(result.loss)) {
+    throw new Error(
+      `the test loss is ${result.loss}: ${join(dir, "model.safetensors")} gives outputs that ` +
+        `are not finite`,
+    );
+  }
   console.log(`Test samples: ${test.count} (${(test.count / seconds).toFixed(0)} images/s)`);
   console.log(`Test → Loss: ${result.loss.toFixed(4)} | Acc: ${result.accuracy.toFixed(2)}%`);
   console.log("class        precision  recall  support");
@@ -92,6 +102,7 @@ async function main(): Promise<void> {
         epoch: Number(run.metadata.epoch),
         dataset,
         adapter: rt.description,
+        kernels,
         images: test.count,
         loss: result.loss,
         accuracy: result.accuracy,
@@ -104,25 +115,28 @@ async function main(): Promise<void> {
     ) + "\n",
   );
   await writeFileAtomic(join(out, "confusion.svg"), confusionSvg(result.confusion, names));
+  const errorsPath = join(out, "errors.svg");
   if (shown.length > 0) {
     const images = new Uint8Array(shown.length * 784);
     shown.forEach((i, k) => images.set(test.images.subarray(i * 784, (i + 1) * 784), k * 784));
     await writeFileAtomic(
-      join(out, "errors.svg"),
+      errorsPath,
       digitsSvg(images, shown.map((i) => test.labels[i]), {
         columns: 10,
+        heading: `The first ${shown.length} of ${wrong.length} misclassified: true → predicted`,
         titles: shown.map((i) => `${names[test.labels[i]]} → ${names[result.predictions[i]]}`),
       }),
     );
+    console.log(`${wrong.length} misclassified; wrote ${out}/eval.json, confusion.svg, errors.svg`);
+  } else {
+    // An errors.svg of an earlier evaluation would no longer describe this one.
+    if (await exists(errorsPath)) await Deno.remove(errorsPath);
+    console.log(
+      `${wrong.length} misclassified; wrote ${out}/eval.json and confusion.svg (no errors.svg: ${
+        wrong.length === 0 ? "nothing to draw" : "--errors 0"
+      })`,
+    );
   }
-  console.log(`${wrong.length} misclassified; wrote ${out}/eval.json, confusion.svg, errors.svg`);
 }
 
-if (import.meta.main) {
-  try {
-    await main();
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain(main);

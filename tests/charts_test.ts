@@ -42,43 +42,73 @@ Deno.test("digitsSvg escapes titles and wraps to several rows", () => {
   assert.throws(() => digitsSvg(fakeDigits(1), [0, 1]), /2 images asked, fewer given/);
 });
 
-Deno.test("lineChartsSvg draws two panels with axes, a line and a legend entry per series", () => {
+const steps = (values: number[]) => values.map((v, i) => [i + 1, v] as [number, number]);
+
+Deno.test("lineChartsSvg draws two panels with axes, a line and a legend entry per series, and markers", () => {
   const svg = lineChartsSvg([
     {
       title: "Loss Evolution",
-      xLabel: "Epoch",
+      xLabel: "Step",
       yLabel: "Loss",
-      series: [{ name: "Train Loss", values: [0.9, 0.4, 0.3] }, {
-        name: "Test Loss",
-        values: [0.5, 0.35, 0.33],
-      }],
+      series: [
+        { name: "Train Loss", points: steps([0.9, 0.4, 0.3, 0.25]), faint: true },
+        { name: "Test Loss", points: [[2, 0.5], [4, 0.33]], markers: true },
+      ],
     },
     {
       title: "Accuracy Evolution",
-      xLabel: "Epoch",
+      xLabel: "Step",
       yLabel: "Accuracy (%)",
-      series: [{ name: "Train Accuracy", values: [80, 95, 97] }, {
-        name: "Test Accuracy",
-        values: [90, 96, 97],
-      }],
+      series: [
+        { name: "Train Accuracy", points: steps([80, 95, 97, 98]) },
+        { name: "Test Accuracy", points: [[2, 90], [4, 96]], markers: true },
+      ],
     },
   ]);
-  const [panels, lines, legends, axes] = check(svg, [
+  const [panels, lines, legends, axes, markers] = check(svg, [
     "g.panel",
     "path.series",
     "g.legend",
     "path.domain",
+    "circle.marker",
   ]);
-  assert.deepEqual([panels, lines, legends, axes], [2, 4, 4, 4]);
+  assert.deepEqual([panels, lines, legends, axes, markers], [2, 4, 4, 4, 4]);
   assert.match(svg, /Accuracy Evolution/);
 });
 
-Deno.test("lineChartsSvg survives a single epoch and a constant series", () => {
+Deno.test("lineChartsSvg puts every legend below the plot area, never over a line", () => {
   const svg = lineChartsSvg([{
     title: "t",
     xLabel: "x",
     yLabel: "y",
-    series: [{ name: "a", values: [1] }],
+    series: [
+      { name: "a", points: steps([1, 5, 2, 8, 3]) },
+      { name: "b", points: steps([8, 1, 7, 2, 6]) },
+      { name: "c", points: steps([4, 4, 4, 4, 9]) },
+    ],
+  }]);
+  const { document } = parseHTML(`<html><body>${svg}</body></html>`) as unknown as {
+    document: { querySelectorAll(s: string): { getAttribute(a: string): string }[] };
+  };
+  // The x axis sits at the bottom of the plot area: everything above it is plot.
+  const axis = [...document.querySelectorAll("g")].find((g) =>
+    /^translate\(0,[\d.]+\)$/.test(g.getAttribute("transform") ?? "")
+  )!;
+  const plotBottom = Number(/translate\(0,([\d.]+)\)/.exec(axis.getAttribute("transform"))![1]);
+  const legends = [...document.querySelectorAll("g.legend")];
+  assert.equal(legends.length, 3);
+  for (const legend of legends) {
+    const y = Number(/translate\([\d.]+,([\d.]+)\)/.exec(legend.getAttribute("transform"))![1]);
+    assert.ok(y > plotBottom, `legend at y ${y}, inside the plot (bottom ${plotBottom})`);
+  }
+});
+
+Deno.test("lineChartsSvg survives a single point and a constant series", () => {
+  const svg = lineChartsSvg([{
+    title: "t",
+    xLabel: "x",
+    yLabel: "y",
+    series: [{ name: "a", points: [[1, 1]] }],
   }]);
   assert.deepEqual(check(svg, ["path.series"]), [1]);
 });
@@ -90,6 +120,8 @@ Deno.test("scatterSvg draws a point per row and a legend entry per class", () =>
   const svg = scatterSvg(points, labels, { title: "t-SNE", classNames: ["zero", "one"] });
   assert.deepEqual(check(svg, ["circle.point", "g.legend"]), [n, 7]);
   assert.match(svg, />one</);
+  assert.match(svg, />Component 1</);
+  assert.match(svg, />Component 2</);
   assert.throws(() => scatterSvg(points, labels.subarray(1)), /100 points but 99 labels/);
 });
 

@@ -6,10 +6,10 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   getTensor,
-  type Tensor,
+  type StoredTensor,
 } from "../lib/io/safetensors.ts";
 
-const tensors: Record<string, Tensor> = {
+const tensors: Record<string, StoredTensor> = {
   "features.0.weight": {
     dtype: "F32",
     shape: [2, 3],
@@ -150,7 +150,7 @@ Deno.test("safetensors __proto__ and constructor keys cannot pollute prototypes"
 });
 
 Deno.test("safetensors writer rejects data that does not match dtype or shape", () => {
-  const wrongLength: Record<string, Tensor> = {
+  const wrongLength: Record<string, StoredTensor> = {
     w: { dtype: "F32", shape: [3], data: new Float32Array(2) },
   };
   assert.throws(() => encodeSafetensors(wrongLength), /shape \[3\] holds 3 values, data has 2/);
@@ -158,7 +158,7 @@ Deno.test("safetensors writer rejects data that does not match dtype or shape", 
     w: { dtype: "F32", shape: [2], data: new Float64Array(2) },
   } as unknown as Record<
     string,
-    Tensor
+    StoredTensor
   >;
   assert.throws(() => encodeSafetensors(wrongType), /F32 data must be a Float32Array/);
   const reserved = { __metadata__: tensors.labels };

@@ -22,10 +22,12 @@ export interface DigitsOptions {
   side?: number;
   /** Screen pixels per image pixel (default 3). */
   scale?: number;
+  /** A line above the images that says what they are. */
+  heading?: string;
 }
 
 /**
- * Draws images as grayscale (0 black, 255 white) with a title above each, like the seed's
+ * Draws images as grayscale (0 black, 255 white) with a title above each, like the notebook's
  * `show_images`. Each image is a black square and one path per gray level (16 levels), made of
  * horizontal runs, which keeps the file small.
  *
@@ -47,10 +49,16 @@ export function digitsSvg(
   const columns = options.columns ?? Math.min(count, 10);
   const cell = side * scale, titleHeight = 18, gap = 10;
   const rows = Math.ceil(count / columns);
-  const svg = newSvg(columns * (cell + gap) + gap, rows * (cell + titleHeight + gap) + gap);
+  const head = options.heading ? 24 : 0;
+  const svgWidth = columns * (cell + gap) + gap;
+  const svg = newSvg(svgWidth, head + rows * (cell + titleHeight + gap) + gap);
+  if (options.heading) {
+    svg.append("text").attr("class", "heading").attr("x", svgWidth / 2).attr("y", 20)
+      .attr("text-anchor", "middle").attr("font-weight", "bold").text(options.heading);
+  }
   for (let i = 0; i < count; i++) {
     const x = gap + (i % columns) * (cell + gap);
-    const y = gap + Math.floor(i / columns) * (cell + titleHeight + gap);
+    const y = head + gap + Math.floor(i / columns) * (cell + titleHeight + gap);
     const g = svg.append("g").attr("class", "digit").attr("transform", `translate(${x},${y})`);
     g.append("text").attr("x", cell / 2).attr("y", 13).attr("text-anchor", "middle")
       .text(options.titles?.[i] ?? `Digit: ${labels[i]}`);
@@ -67,60 +75,82 @@ export function digitsSvg(
   return serialize(svg);
 }
 
-/** One panel of {@linkcode lineChartsSvg}: series of values at x = 1, 2, ... (epochs). */
+/** One series of a {@linkcode LinePanel}: points (x, y) in order of x. */
+export interface LineSeries {
+  name: string;
+  points: [number, number][];
+  /** A thin pale line (raw per-step values under their running mean). */
+  faint?: boolean;
+  /** A dot at each point, joined by a dashed line (sparse values: one per epoch). */
+  markers?: boolean;
+}
+
+/** One panel of {@linkcode lineChartsSvg}. */
 export interface LinePanel {
   title: string;
   xLabel: string;
   yLabel: string;
-  series: { name: string; values: number[] }[];
+  series: LineSeries[];
 }
 
 /**
- * Draws panels side by side, each with axes, labels, a title, one line per series and a legend:
- * the seed's loss and accuracy curves.
+ * Draws panels side by side, each with axes, labels, a title, one line per series and a
+ * legend below the plot (so it never covers a line): the notebook's loss and accuracy curves,
+ * along the steps.
  *
  * @example
  * ```ts
- * const svg = lineChartsSvg([
- *   { title: "Loss Evolution", xLabel: "Epoch", yLabel: "Loss", series: [{ name: "Train Loss", values: [0.5, 0.2] }] },
- * ]);
+ * const svg = lineChartsSvg([{
+ *   title: "Loss Evolution", xLabel: "Step", yLabel: "Loss",
+ *   series: [{ name: "Train Loss", points: [[1, 0.5], [2, 0.2]] }],
+ * }]);
  * ```
  */
 export function lineChartsSvg(panels: LinePanel[]): string {
-  const width = 440, height = 320;
+  const width = 440, plotHeight = 320, legendRow = 18;
+  const rows = Math.max(0, ...panels.map((p) => p.series.length));
+  const height = plotHeight + rows * legendRow + 8;
   const m = { top: 34, right: 20, bottom: 48, left: 62 };
   const svg = newSvg(width * panels.length, height);
   const color = d3.scaleOrdinal(d3.schemeCategory10);
   panels.forEach((panel, p) => {
     const g = svg.append("g").attr("class", "panel").attr("transform", `translate(${p * width},0)`);
-    const n = Math.max(2, ...panel.series.map((s) => s.values.length));
-    const all = panel.series.flatMap((s) => s.values);
-    let [lo, hi] = all.length ? d3.extent(all) : [0, 1];
+    const all = panel.series.flatMap((s) => s.points);
+    let [x0, x1] = all.length ? d3.extent(all, (q: [number, number]) => q[0]) : [0, 1];
+    if (x0 === x1) [x0, x1] = [x0 - 1, x1 + 1];
+    let [lo, hi] = all.length ? d3.extent(all, (q: [number, number]) => q[1]) : [0, 1];
     if (lo === hi) [lo, hi] = [lo - 1, hi + 1];
-    const x = d3.scaleLinear().domain([1, n]).range([m.left, width - m.right]);
-    const y = d3.scaleLinear().domain([lo, hi]).nice().range([height - m.bottom, m.top]);
-    g.append("g").attr("transform", `translate(0,${height - m.bottom})`)
-      .call(d3.axisBottom(x).ticks(Math.min(n - 1, 10)).tickFormat(d3.format("d")));
+    const x = d3.scaleLinear().domain([x0, x1]).range([m.left, width - m.right]);
+    const y = d3.scaleLinear().domain([lo, hi]).nice().range([plotHeight - m.bottom, m.top]);
+    g.append("g").attr("transform", `translate(0,${plotHeight - m.bottom})`)
+      .call(d3.axisBottom(x).ticks(6).tickFormat(d3.format(",")));
     g.append("g").attr("transform", `translate(${m.left},0)`).call(d3.axisLeft(y).ticks(6));
     g.append("text").attr("x", width / 2).attr("y", 20).attr("text-anchor", "middle")
       .attr("font-weight", "bold").text(panel.title);
-    g.append("text").attr("x", (m.left + width - m.right) / 2).attr("y", height - 10)
+    g.append("text").attr("x", (m.left + width - m.right) / 2).attr("y", plotHeight - 10)
       .attr("text-anchor", "middle").text(panel.xLabel);
     g.append("text").attr(
       "transform",
-      `translate(16,${(m.top + height - m.bottom) / 2}) rotate(-90)`,
+      `translate(16,${(m.top + plotHeight - m.bottom) / 2}) rotate(-90)`,
     )
       .attr("text-anchor", "middle").text(panel.yLabel);
-    // The legend sits top right on a light box, over the lines when they pass there.
-    g.append("rect").attr("x", width - m.right - 136).attr("y", m.top - 4).attr("width", 130)
-      .attr("height", 18 * panel.series.length + 4).attr("fill", "white").attr("fill-opacity", 0.8);
-    const line = d3.line().x((_: number, i: number) => x(i + 1)).y((v: number) => y(v));
+    const line = d3.line().x((q: [number, number]) => x(q[0])).y((q: [number, number]) => y(q[1]));
     panel.series.forEach((s, k) => {
-      g.append("path").attr("class", "series").attr("fill", "none").attr("stroke", color(k))
-        .attr("stroke-width", 2).attr("d", line(s.values));
+      const stroke = color(k);
+      g.append("path").attr("class", "series").attr("fill", "none").attr("stroke", stroke)
+        .attr("stroke-width", s.faint ? 1 : 2).attr("stroke-opacity", s.faint ? 0.35 : 1)
+        .attr("stroke-dasharray", s.markers ? "4 3" : null).attr("d", line(s.points));
+      if (s.markers) {
+        for (const [px, py] of s.points) {
+          g.append("circle").attr("class", "marker").attr("r", 4).attr("fill", stroke)
+            .attr("cx", x(px).toFixed(1)).attr("cy", y(py).toFixed(1));
+        }
+      }
       const legend = g.append("g").attr("class", "legend")
-        .attr("transform", `translate(${width - m.right - 130},${m.top + 6 + 18 * k})`);
-      legend.append("line").attr("x2", 20).attr("stroke", color(k)).attr("stroke-width", 2);
+        .attr("transform", `translate(${m.left},${plotHeight + legendRow * k + 4})`);
+      legend.append("line").attr("x2", 20).attr("stroke", stroke).attr("stroke-width", 2)
+        .attr("stroke-opacity", s.faint ? 0.35 : 1);
+      if (s.markers) legend.append("circle").attr("cx", 10).attr("r", 4).attr("fill", stroke);
       legend.append("text").attr("x", 26).attr("dy", "0.35em").text(s.name);
     });
   });
@@ -132,6 +162,9 @@ export interface ScatterOptions {
   title?: string;
   /** Legend names, indexed by label (default: the label itself). */
   classNames?: string[];
+  /** Axis labels (default the notebook's: "Component 1", "Component 2"). */
+  xLabel?: string;
+  yLabel?: string;
 }
 
 /**
@@ -152,16 +185,24 @@ export function scatterSvg(
   if (!Number.isInteger(count) || labels.length !== count) {
     throw new Error(`scatterSvg: ${points.length / 2} points but ${labels.length} labels`);
   }
-  const width = 640, height = 520, legendWidth = 140, pad = 24, top = 40;
+  const width = 640, height = 540, legendWidth = 140, pad = 24, top = 40, left = 48;
+  const bottom = 44;
   const svg = newSvg(width + legendWidth, height);
   const xs = Array.from({ length: count }, (_, i) => points[2 * i]);
   const ys = Array.from({ length: count }, (_, i) => points[2 * i + 1]);
-  const x = d3.scaleLinear().domain(d3.extent(xs)).range([pad, width - pad]);
-  const y = d3.scaleLinear().domain(d3.extent(ys)).range([height - pad, top]);
+  const x = d3.scaleLinear().domain(d3.extent(xs)).range([left, width - pad]);
+  const y = d3.scaleLinear().domain(d3.extent(ys)).range([height - bottom, top]);
   svg.append("text").attr("x", width / 2).attr("y", 24).attr("text-anchor", "middle")
     .attr("font-weight", "bold").text(options.title ?? "");
-  svg.append("rect").attr("x", pad / 2).attr("y", top - pad / 2).attr("width", width - pad)
-    .attr("height", height - top).attr("fill", "none").attr("stroke", "#ccc");
+  svg.append("g").attr("class", "axis").attr("transform", `translate(0,${height - bottom + 8})`)
+    .call(d3.axisBottom(x).ticks(6));
+  svg.append("g").attr("class", "axis").attr("transform", `translate(${left - 8},0)`)
+    .call(d3.axisLeft(y).ticks(6));
+  svg.append("text").attr("x", (left + width - pad) / 2).attr("y", height - 6)
+    .attr("text-anchor", "middle").text(options.xLabel ?? "Component 1");
+  svg.append("text").attr("text-anchor", "middle")
+    .attr("transform", `translate(12,${(top + height - bottom) / 2}) rotate(-90)`)
+    .text(options.yLabel ?? "Component 2");
   const dots = svg.append("g").attr("fill-opacity", 0.8);
   for (let i = 0; i < count; i++) {
     dots.append("circle").attr("class", "point").attr("r", 2.5)

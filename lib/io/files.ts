@@ -9,7 +9,7 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   type Safetensors,
-  type Tensor,
+  type StoredTensor,
 } from "./safetensors.ts";
 
 /**
@@ -112,7 +112,7 @@ export async function readSafetensorsFile(path: string): Promise<Safetensors> {
  */
 export async function writeSafetensorsFile(
   path: string,
-  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  tensors: Map<string, StoredTensor> | Record<string, StoredTensor>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
   let bytes: Uint8Array;

@@ -11,7 +11,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { digitsSvg } from "./charts.ts";
 import { exists, readFileBytes, readSafetensorsFile, writeFileAtomic } from "./files.ts";
-import { gunzipIfNeeded, parseIdxImages, parseIdxLabels } from "./idx.ts";
+import {
+  encodeIdxImages,
+  encodeIdxLabels,
+  gunzipIfNeeded,
+  parseIdxImages,
+  parseIdxLabels,
+} from "./idx.ts";
 import { encodeSafetensors, getTensor } from "./safetensors.ts";
 
 /** The datasets we know. */
@@ -114,6 +120,15 @@ export interface Dataset {
   train: Split;
   test: Split;
   metadata: Record<string, string>;
+  /** The training pixels' mean and standard deviation (of pixel / 255), for normalizing:
+   * recorded by download, or computed when the file lacks them. */
+  normalization: Normalization;
+}
+
+/** What the gather subtracts and divides by: x = (pixel / 255 - mean) / std. */
+export interface Normalization {
+  mean: number;
+  std: number;
 }
 
 /**
@@ -196,7 +211,9 @@ export async function prepareDataset(options: PrepareOptions = {}): Promise<Prep
 }
 
 /**
- * Loads `<dir>/<dataset>/{train,test}.safetensors` and checks dtypes, shapes and labels.
+ * Loads `<dir>/<dataset>/{train,test}.safetensors` and checks dtypes, shapes and labels, and
+ * the pixels and labels against the SHA-256 values of the IDX files they came from (recorded
+ * by download; a mismatch names the file and says to download again).
  *
  * @example
  * ```ts ignore
@@ -210,12 +227,66 @@ export async function loadDataset(dir: string, dataset: DatasetName = "mnist"): 
       `${path("train")}: file not found (run: deno task download --dataset ${dataset})`,
     );
   }
-  const train = await loadSplit(path("train"));
-  const test = await loadSplit(path("test"));
-  return { train: train.split, test: test.split, metadata: train.metadata };
+  const train = await loadSplit(path("train"), "train", dataset);
+  const test = await loadSplit(path("test"), "test", dataset);
+  const recorded = { mean: Number(train.metadata.mean), std: Number(train.metadata.std) };
+  const normalization = Number.isFinite(recorded.mean) && recorded.std > 0
+    ? recorded
+    : meanStd(train.split.images);
+  return { train: train.split, test: test.split, metadata: train.metadata, normalization };
 }
 
-async function loadSplit(path: string) {
+/**
+ * The SHA-256 values of the two IDX files a split's pixels and labels make, by file name, as
+ * download records them in the metadata (`sha256`).
+ */
+export async function splitSha256(
+  split: Split,
+  name: "train" | "test",
+): Promise<Record<string, string>> {
+  const files = SPLITS[name];
+  const digest = async (bytes: Uint8Array) =>
+    toHex(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return {
+    [files.images]: await digest(encodeIdxImages(split.images, { rows: SIDE, cols: SIDE })),
+    [files.labels]: await digest(encodeIdxLabels(split.labels)),
+  };
+}
+
+/** Checks a split against the SHA-256 values its file records (files without them pass). */
+async function verifySplit(
+  split: Split,
+  name: "train" | "test",
+  metadata: Record<string, string>,
+  path: string,
+  dataset: DatasetName,
+): Promise<void> {
+  if (metadata.sha256 === undefined) return;
+  let recorded: Record<string, unknown>;
+  try {
+    recorded = JSON.parse(metadata.sha256);
+  } catch {
+    throw new Error(`${path}: its "sha256" metadata is not JSON; run: ${redownload(dataset)}`);
+  }
+  for (const [file, sha256] of Object.entries(await splitSha256(split, name))) {
+    const expected = typeof recorded === "object" && recorded !== null &&
+        Object.hasOwn(recorded, file)
+      ? recorded[file]
+      : undefined;
+    if (expected !== sha256) {
+      throw new Error(
+        `${path}: its ${file.includes("images") ? "images" : "labels"} do not match the ` +
+          `SHA-256 recorded for ${file} (the file is damaged); run: ${redownload(dataset)}`,
+      );
+    }
+  }
+}
+
+function redownload(dataset: DatasetName): string {
+  return `deno task download --dataset ${dataset} --force`;
+}
+
+async function loadSplit(path: string, name: "train" | "test", dataset: DatasetName) {
   const file = await readSafetensorsFile(path);
   const images = getTensor(file, "images", "U8", { rank: 3, name: path });
   const labels = getTensor(file, "labels", "U8", { rank: 1, name: path });
@@ -227,7 +298,9 @@ async function loadSplit(path: string) {
     throw new Error(`${path}: ${labels.shape[0]} labels for ${count} images`);
   }
   checkLabels(labels.data, path);
-  return { split: { images: images.data, labels: labels.data, count }, metadata: file.metadata };
+  const split = { images: images.data, labels: labels.data, count };
+  await verifySplit(split, name, file.metadata, path, dataset);
+  return { split, metadata: file.metadata };
 }
 
 type Fetched = Map<string, { bytes: Uint8Array; sha256: string; name: string }>;

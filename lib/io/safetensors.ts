@@ -31,10 +31,10 @@ const ARRAYS = {
 } as const;
 
 /** The dtypes we read and write. */
-export type Dtype = keyof typeof ARRAYS;
+export type StoredDtype = keyof typeof ARRAYS;
 
 /** The typed array that holds a tensor of dtype `D` (over any buffer). */
-export type ArrayOf<D extends Dtype> = {
+export type ArrayOf<D extends StoredDtype> = {
   F64: Float64Array;
   F32: Float32Array;
   F16: Float16Array;
@@ -51,7 +51,7 @@ export type ArrayOf<D extends Dtype> = {
 }[D];
 
 /** One tensor: dtype, shape and row-major data (`data.length` = product of `shape`). */
-export interface Tensor<D extends Dtype = Dtype> {
+export interface StoredTensor<D extends StoredDtype = StoredDtype> {
   dtype: D;
   shape: number[];
   data: ArrayOf<D>;
@@ -59,7 +59,7 @@ export interface Tensor<D extends Dtype = Dtype> {
 
 /** A decoded file: tensors in file order, and the string metadata (a null-prototype record). */
 export interface Safetensors {
-  tensors: Map<string, Tensor>;
+  tensors: Map<string, StoredTensor>;
   metadata: Record<string, string>;
 }
 
@@ -83,7 +83,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  * ```
  */
 export function encodeSafetensors(
-  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  tensors: Map<string, StoredTensor> | Record<string, StoredTensor>,
   metadata: Record<string, string> = {},
 ): Uint8Array {
   if (!LITTLE_ENDIAN) throw new Error("safetensors: big-endian platforms are not supported");
@@ -173,7 +173,13 @@ export function decodeSafetensors(
   if (!isObject(header)) fail(name, "header is not a JSON object");
 
   const metadata: Record<string, string> = Object.create(null);
-  const entries: { key: string; dtype: Dtype; shape: number[]; begin: number; end: number }[] = [];
+  const entries: {
+    key: string;
+    dtype: StoredDtype;
+    shape: number[];
+    begin: number;
+    end: number;
+  }[] = [];
   for (const [key, value] of Object.entries(header)) {
     if (key === "__metadata__") {
       if (!isObject(value)) fail(name, `"__metadata__" is not an object`);
@@ -199,7 +205,7 @@ export function decodeSafetensors(
     }
     const [begin, end] = offsets as number[];
     const size = (shape as number[]).reduce((a, b) => a * b, 1) *
-      ARRAYS[dtype as Dtype].BYTES_PER_ELEMENT;
+      ARRAYS[dtype as StoredDtype].BYTES_PER_ELEMENT;
     if (!Number.isSafeInteger(size) || end - begin !== size) {
       fail(
         name,
@@ -214,7 +220,7 @@ export function decodeSafetensors(
         `tensor "${key}": data_offsets [${begin}, ${end}] run past the data area (${dataBytes} bytes)`,
       );
     }
-    entries.push({ key, dtype: dtype as Dtype, shape: shape as number[], begin, end });
+    entries.push({ key, dtype: dtype as StoredDtype, shape: shape as number[], begin, end });
   }
   const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < sorted.length; i++) {
@@ -223,7 +229,7 @@ export function decodeSafetensors(
     }
   }
 
-  const tensors = new Map<string, Tensor>();
+  const tensors = new Map<string, StoredTensor>();
   for (const { key, dtype, shape, begin, end } of entries) {
     const TypedArray = ARRAYS[dtype];
     const at = bytes.byteOffset + dataStart + begin;
@@ -232,7 +238,7 @@ export function decodeSafetensors(
     const data = at % TypedArray.BYTES_PER_ELEMENT === 0
       ? new TypedArray(bytes.buffer as ArrayBuffer, at, length)
       : new TypedArray(bytes.slice(dataStart + begin, dataStart + end).buffer);
-    tensors.set(key, { dtype, shape, data } as Tensor);
+    tensors.set(key, { dtype, shape, data } as StoredTensor);
   }
   return { tensors, metadata };
 }
@@ -247,12 +253,12 @@ export function decodeSafetensors(
  * const labels = getTensor(file, "labels", "U8", { rank: 1, name: "train.safetensors" });
  * ```
  */
-export function getTensor<D extends Dtype>(
+export function getTensor<D extends StoredDtype>(
   file: Safetensors,
   key: string,
   dtype: D,
   options: { rank?: number; name?: string } = {},
-): Tensor<D> {
+): StoredTensor<D> {
   const name = options.name ?? "safetensors";
   const t = file.tensors.get(key);
   if (!t) throw new Error(`${name}: no tensor "${key}"`);
@@ -264,10 +270,10 @@ export function getTensor<D extends Dtype>(
       `${name}: tensor "${key}": expected ${options.rank} dimensions, found shape [${t.shape}]`,
     );
   }
-  return t as Tensor<D>;
+  return t as StoredTensor<D>;
 }
 
-function checkTensor(name: string, t: Tensor): void {
+function checkTensor(name: string, t: StoredTensor): void {
   if (!Object.hasOwn(ARRAYS, t.dtype)) {
     throw new Error(`tensor "${name}": unknown dtype ${JSON.stringify(t.dtype)}`);
   }

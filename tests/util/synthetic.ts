@@ -7,8 +7,12 @@
 import { join } from "node:path";
 import { writeSafetensorsFile } from "../../lib/io/files.ts";
 import { random } from "../../lib/random.ts";
+import { splitSha256 } from "../../lib/io/mnist.ts";
 
-/** A small MNIST-shaped data folder: digit-like noise, so training runs but stays fast. */
+/**
+ * A small MNIST-shaped data folder: digit-like noise, so training runs but stays fast. Each
+ * file records the SHA-256 of its IDX sources, as download's do.
+ */
 export async function syntheticData(dir: string, counts: { train: number; test: number }) {
   const rng = random(7);
   for (const [split, count] of Object.entries(counts)) {
@@ -29,18 +33,33 @@ export async function syntheticData(dir: string, counts: { train: number; test: 
     await writeSafetensorsFile(join(dir, "mnist", `${split}.safetensors`), {
       images: { dtype: "U8", shape: [count, 28, 28], data: images },
       labels: { dtype: "U8", shape: [count], data: labels },
-    }, { source: "synthetic test data" });
+    }, {
+      source: "synthetic test data",
+      split,
+      sha256: JSON.stringify(
+        await splitSha256({ images, labels, count }, split as "train" | "test"),
+      ),
+    });
   }
 }
 
-/** Runs scripts/<name> with the permissions the tasks grant (write anywhere, for temp dirs). */
+/** The path of scripts/<name>. */
+export function scriptPath(name: string): string {
+  return new URL(`../../scripts/${name}`, import.meta.url).pathname;
+}
+
+/** The permissions the tasks grant (write anywhere, for temp dirs). */
+export const SCRIPT_PERMISSIONS = ["--allow-read", "--allow-write", "--allow-env", "--allow-net"];
+
+/** Runs scripts/<name> with the tasks' permissions, in `cwd` (default: the test's). */
 export async function runScript(
   name: string,
   args: string[],
+  options: { cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const script = new URL(`../../scripts/${name}`, import.meta.url).pathname;
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-net", script, ...args],
+    args: ["run", ...SCRIPT_PERMISSIONS, scriptPath(name), ...args],
+    cwd: options.cwd,
     stdout: "piped",
     stderr: "piped",
   }).output();
