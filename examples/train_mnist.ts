@@ -32,7 +32,7 @@ if (!(epochs >= 1 && limit >= 1)) throw new Error("--epochs and --limit must be 
 
 const rt = await createRuntime();
 console.log(`adapter: ${rt.description}`);
-const { train, test } = await loadDataset(values.data, "mnist").catch(async () => {
+const { train, test, normalization } = await loadDataset(values.data, "mnist").catch(async () => {
   await prepareDataset({ dataset: "mnist", out: values.data }); // the first time: download
   return loadDataset(values.data, "mnist");
 });
@@ -47,8 +47,7 @@ const trainer = await createTrainer(rt, lenet(), { train: first(train), test: fi
   lr: 1e-3,
   weightDecay: 1e-4,
   seed: 0,
-  mean: 0.1307, // MNIST's pixel mean and std, as the seed normalizes
-  std: 0.3081,
+  ...normalization, // the pixels' mean and std, recorded by the download (MNIST's 0.1307, 0.3081)
 });
 const progress = (label: string): PassHooks => ({
   onProgress: (p) => console.error(`${label} ${p.done}/${p.total} loss ${p.loss.toFixed(3)}`),
