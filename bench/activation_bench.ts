@@ -5,7 +5,8 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, numel, type Runtime, tensor } from "../lib/runtime.ts";
+import { numel, type Runtime, tensor } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { sigmoid, tanh } from "../lib/layers/activation.ts";
 import type { Layer, LayerOps } from "../lib/layers/layer.ts";
 

@@ -1,5 +1,6 @@
 import { gpuBench } from "./util.ts";
-import { createRuntime, type Runtime, tensor } from "../lib/runtime.ts";
+import { type Runtime, tensor } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { linear } from "../lib/layers/linear.ts";
 import type { Layer, LayerOps } from "../lib/layers/layer.ts";
 

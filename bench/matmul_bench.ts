@@ -7,8 +7,9 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, tensor, upload } from "../lib/runtime.ts";
-import { matmul } from "../lib/matmul.ts";
+import { tensor, upload } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
+import { matmul } from "../lib/cpu/matmul.ts";
 
 const rt = createRuntime("auto");
 const size = 512;

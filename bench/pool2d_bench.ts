@@ -5,7 +5,8 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, numel, type Runtime, tensor } from "../lib/runtime.ts";
+import { numel, type Runtime, tensor } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { avgPool2d, maxPool2d } from "../lib/layers/pool2d.ts";
 import type { Layer, LayerOps } from "../lib/layers/layer.ts";
 

@@ -18,7 +18,8 @@
 
 import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { createRuntime, readback, type Runtime, upload } from "../lib/runtime.ts";
+import { readback, type Runtime, upload } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { lenet, type Model } from "../lib/models.ts";
 import {
   createTrainer,

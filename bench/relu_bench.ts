@@ -1,5 +1,6 @@
 import { gpuBench } from "./util.ts";
-import { createRuntime, numel, type Runtime, tensor } from "../lib/runtime.ts";
+import { numel, type Runtime, tensor } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { relu } from "../lib/layers/relu.ts";
 import type { Layer, LayerOps } from "../lib/layers/layer.ts";
 

@@ -1,5 +1,6 @@
 import { gpuBench } from "./util.ts";
-import { createRuntime, grid, kernel, op, tensor, uniform } from "../lib/runtime.ts";
+import { grid, kernel, op, tensor, uniform } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 
 const rt = createRuntime("auto");
 const n = 32 * 16 * 13 * 13;

@@ -6,7 +6,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { createRuntime, idle, type Op, opName, submit } from "../lib/runtime.ts";
+import { idle, type Op, opName, submit } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { lenet } from "../lib/models.ts";
 import { createTrainer } from "../lib/train.ts";
 import { loadDataset } from "../lib/io/mnist.ts";

@@ -7,7 +7,7 @@
 
 import { gpuBench } from "./util.ts";
 import { benchData } from "./bench_data.ts";
-import { createRuntime } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { lenet } from "../lib/models.ts";
 import { createTrainer, type Trainer } from "../lib/train.ts";
 

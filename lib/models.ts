@@ -17,6 +17,7 @@ import { avgPool2d, maxPool2d } from "./layers/pool2d.ts";
 import { conv2dTable, LECUN_C3_TABLE } from "./layers/conv2d_table.ts";
 import { conv2dAsLinear } from "./layers/conv2d_as_linear.ts";
 import { layoutParams, type ParamLayout } from "./params.ts";
+import { buildLayer } from "./tier.ts";
 import { checked, numel, type Op, type Runtime, type Tensor, tensor, view } from "./runtime.ts";
 
 /** A layer under its PyTorch module name (`features.0`). */
@@ -201,7 +202,8 @@ export interface Graph {
 
 /**
  * Allocates the activations and gradients of `model` for `batch` examples and makes every
- * op once, over the flat `params` and `grads` buffers (laid out as `model.layout`).
+ * op once, over the flat `params` and `grads` buffers (laid out as `model.layout`), with the
+ * runtime's kernel tier (`rt.tier`).
  */
 export async function buildGraph(
   rt: Runtime,
@@ -247,8 +249,8 @@ export async function buildGraph(
     };
     built.push(
       layer.alias
-        ? { train: [], eval: [], backward: [] }
-        : await checked(rt, `${name} (${layer.type})`, () => layer.build(ctx)),
+        ? { train: [], eval: [], backward: [], saved: {} }
+        : await checked(rt, `${name} (${layer.type})`, () => buildLayer(rt.tier, layer, ctx)),
     );
     outputs.set(name, y);
     input = y;

@@ -20,7 +20,7 @@ import {
 } from "./runtime.ts";
 import { gatherOp, type GpuDataset, uploadDataset } from "./data_gpu.ts";
 import { crossEntropy } from "./layers/cross_entropy.ts";
-import { createAdamW } from "./optim.ts";
+import { createAdamW } from "./adamw.ts";
 import { createStepState, type StepState } from "./step_state.ts";
 
 /** Images and labels of one split, as the data files hold them. */

@@ -6,7 +6,8 @@
 
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { createRuntime, type DeviceChoice } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
+import type { DeviceChoice } from "../lib/runtime.ts";
 import { forwardSplit } from "../lib/infer.ts";
 import { evaluateLogits } from "../lib/metrics.ts";
 import { loadRun, newestRun } from "../lib/io/runs.ts";

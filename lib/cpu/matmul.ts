@@ -1,22 +1,13 @@
 /**
- * The matrix product C = A B of kernels/matmul.wgsl: not used in training, it is the
+ * The matrix product C = A B of kernels/cpu/matmul.wgsl: not used in training, it is the
  * reference figure (bench/matmul_bench.ts) that says how fast this adapter can multiply and
  * add when loads are made as cheap as they can be, so that each convolution's GFLOP/s can be
  * read against it.
  * @module
  */
 
-import {
-  grid,
-  kernel,
-  type Op,
-  op,
-  type Runtime,
-  type Tensor,
-  tensor,
-  textureMirror,
-  uniform,
-} from "./runtime.ts";
+import { grid, type Op, op, type Runtime, type Tensor, tensor, uniform } from "../runtime.ts";
+import { cpuKernel, textureMirror } from "./texture.ts";
 
 /** Invocations per workgroup: few, so that small products still spread over every core. */
 const WORKGROUP = 8;
@@ -55,7 +46,7 @@ export async function matmul(
   for (const q of [quads.rows, quads.cols]) {
     if (![1, 2, 4].includes(q)) throw new Error(`matmul: quads must be 1, 2 or 4, got ${q}`);
   }
-  const forward = await kernel(rt, "matmul.wgsl", "forward", {
+  const forward = await cpuKernel(rt, "matmul.wgsl", "forward", {
     WORKGROUP,
     ROW_QUADS: quads.rows,
     COL_QUADS: quads.cols,
