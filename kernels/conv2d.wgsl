@@ -73,7 +73,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
 @group(0) @binding(3) var<uniform> iparams: Params;
 
 // backward_input: one invocation = dx[n,c,h,w] = sum over k,r,s with h = p*S + r - pad and
-// w = q*S + s - pad for an output pixel (p,q) of dy[n,k,p,q] * w[k,c,r,s].
+// w = q*S + s - pad for an output pixel (p,q) of dy[n,k,p,q] * w[k,c,r,s]. Only the taps that
+// land on (h,w) are visited: r = (h + pad) mod S, then every S-th, while r <= h + pad (p >= 0).
 @compute @workgroup_size(WORKGROUP)
 fn backward_input(
   @builtin(global_invocation_id) gid: vec3u,
@@ -88,19 +89,15 @@ fn backward_input(
   let h = (i / u.width) % u.height;
   let c = (i / (u.width * u.height)) % u.in_channels;
   let n = i / (u.width * u.height * u.in_channels);
+  let hp = h + u.padding;
+  let wp = w + u.padding;
   var sum = 0.0;
-  for (var k = 0u; k < u.out_channels; k++) {
-    for (var r = 0u; r < u.kernel_size; r++) {
-      for (var s = 0u; s < u.kernel_size; s++) {
-        // The output pixel whose tap (r,s) lands on (h,w), if there is one.
-        let ph = i32(h + u.padding) - i32(r);
-        let qw = i32(w + u.padding) - i32(s);
-        if (ph < 0 || qw < 0 || ph % i32(u.stride) != 0 || qw % i32(u.stride) != 0) {
-          continue;
-        }
-        let p = u32(ph) / u.stride;
-        let q = u32(qw) / u.stride;
-        if (p < u.out_height && q < u.out_width) {
+  for (var r = hp % u.stride; r < min(u.kernel_size, hp + 1u); r += u.stride) {
+    let p = (hp - r) / u.stride;
+    for (var s = wp % u.stride; s < min(u.kernel_size, wp + 1u); s += u.stride) {
+      let q = (wp - s) / u.stride;
+      if (p < u.out_height && q < u.out_width) {
+        for (var k = 0u; k < u.out_channels; k++) {
           let dyi = ((n * u.out_channels + k) * u.out_height + p) * u.out_width + q;
           let wi = ((k * u.in_channels + c) * u.kernel_size + r) * u.kernel_size + s;
           sum += idy[dyi] * iw[wi];
@@ -122,8 +119,8 @@ var<workgroup> partial: array<f32, WORKGROUP>;
 // backward_weight: workgroup i < K*C*R*R computes
 // dw[k,c,r,s] = sum_n,p,q dy[n,k,p,q] * x[n,c,p*S+r-pad,q*S+s-pad],
 // and each of the last K workgroups db[k] = sum_n,p,q dy[n,k,p,q]. Invocation l of a
-// workgroup sums the terms j = l, l + WORKGROUP, ... of the N*P*Q (j = (n*P + p)*Q + q), then
-// the workgroup adds its WORKGROUP partial sums as a tree. (WORKGROUP: a power of two.)
+// workgroup sums the rows (n, p) of dy numbered l, l + WORKGROUP, ... (row = n*P + p), then
+// invocation 0 adds the WORKGROUP partial sums.
 @compute @workgroup_size(WORKGROUP)
 fn backward_weight(
   @builtin(workgroup_id) wid: vec3u,
@@ -133,9 +130,7 @@ fn backward_weight(
   let u = wparams;
   let i = wid.x + wid.y * groups.x;
   let weights = u.out_channels * u.in_channels * u.kernel_size * u.kernel_size;
-  let pixels = u.out_height * u.out_width;
-  let terms = u.batch * pixels;
-  // Every invocation of the workgroup reaches the barriers below: no early return.
+  // Every invocation of the workgroup reaches the barrier below: no early return.
   let is_bias = i >= weights;
   let s = i % u.kernel_size;
   let r = (i / u.kernel_size) % u.kernel_size;
@@ -143,36 +138,41 @@ fn backward_weight(
   let k = select(i / (u.kernel_size * u.kernel_size * u.in_channels), i - weights, is_bias);
   var sum = 0.0;
   if (i < weights + u.out_channels) {
-    for (var j = l; j < terms; j += WORKGROUP) {
-      let n = j / pixels;
-      let pq = j % pixels;
-      let dyv = wdy[(n * u.out_channels + k) * pixels + pq];
+    for (var row = l; row < u.batch * u.out_height; row += WORKGROUP) {
+      let n = row / u.out_height;
+      let p = row % u.out_height;
+      let h = i32(p * u.stride + r) - i32(u.padding);
+      let dy_row = ((n * u.out_channels + k) * u.out_height + p) * u.out_width;
       if (is_bias) {
-        sum += dyv;
+        for (var q = 0u; q < u.out_width; q++) {
+          sum += wdy[dy_row + q];
+        }
         continue;
       }
-      let p = pq / u.out_width;
-      let q = pq % u.out_width;
-      let h = i32(p * u.stride + r) - i32(u.padding);
-      let w = i32(q * u.stride + s) - i32(u.padding);
-      if (h >= 0 && h < i32(u.height) && w >= 0 && w < i32(u.width)) {
-        sum += dyv * wx[((n * u.in_channels + c) * u.height + u32(h)) * u.width + u32(w)];
+      if (h < 0 || h >= i32(u.height)) {
+        continue;
+      }
+      let x_row = ((n * u.in_channels + c) * u.height + u32(h)) * u.width;
+      for (var q = 0u; q < u.out_width; q++) {
+        let w = i32(q * u.stride + s) - i32(u.padding);
+        if (w >= 0 && w < i32(u.width)) {
+          sum += wdy[dy_row + q] * wx[x_row + u32(w)];
+        }
       }
     }
   }
   partial[l] = sum;
   workgroupBarrier();
-  for (var half = WORKGROUP / 2u; half > 0u; half /= 2u) {
-    if (l < half) {
-      partial[l] += partial[l + half];
-    }
-    workgroupBarrier();
+  if (l != 0u || i >= weights + u.out_channels) {
+    return;
   }
-  if (l == 0u && i < weights + u.out_channels) {
-    if (is_bias) {
-      wdb[k] = partial[0];
-    } else {
-      wdw[i] = partial[0];
-    }
+  var total = 0.0;
+  for (var t = 0u; t < WORKGROUP; t++) {
+    total += partial[t];
+  }
+  if (is_bias) {
+    wdb[k] = total;
+  } else {
+    wdw[i] = total;
   }
 }
