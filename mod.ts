@@ -28,6 +28,7 @@ export { flatten } from "./lib/layers/flatten.ts";
 export { linear } from "./lib/layers/linear.ts";
 export { crossEntropy } from "./lib/layers/cross_entropy.ts";
 export { createAdamW } from "./lib/adamw.ts";
+export { IMAGE_PIXELS, IMAGE_SIDE } from "./lib/data_gpu.ts";
 export * from "./lib/models.ts";
 export * from "./lib/train.ts";
 export * from "./lib/infer.ts";

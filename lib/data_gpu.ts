@@ -16,6 +16,11 @@ import {
   uniform,
 } from "./runtime.ts";
 
+/** The side of an MNIST (and Fashion-MNIST) image in pixels: images are 28x28. */
+export const IMAGE_SIDE = 28;
+/** Pixels of one image: 28 * 28 = 784. */
+export const IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE;
+
 /** A dataset uploaded to the GPU. */
 export interface GpuDataset {
   /** The pixels, u8 packed 4 per u32 (little-endian: pixel 4k is the low byte of word k). */
@@ -42,7 +47,7 @@ export function uploadDataset(
   labels: Uint8Array,
   options: { label?: string; height?: number; width?: number } = {},
 ): GpuDataset {
-  const { label = "dataset", height = 28, width = 28 } = options;
+  const { label = "dataset", height = IMAGE_SIDE, width = IMAGE_SIDE } = options;
   const count = labels.length;
   if (images.length !== count * height * width) {
     throw new Error(

@@ -18,6 +18,7 @@ import { conv2dTable, LECUN_C3_TABLE } from "./layers/conv2d_table.ts";
 import { conv2dAsLinear } from "./layers/conv2d_as_linear.ts";
 import { layoutParams, type ParamLayout } from "./params.ts";
 import { buildLayer } from "./tier.ts";
+import { IMAGE_SIDE } from "./data_gpu.ts";
 import { checked, numel, type Op, type Runtime, type Tensor, tensor, view } from "./runtime.ts";
 
 /** A layer under its PyTorch module name (`features.0`). */
@@ -79,7 +80,7 @@ export function lenet(): Model {
     ["features.6", adaptiveAvgPool2d()],
     ["classifier.0", flatten()],
     ["classifier.1", linear(32, 10)],
-  ], { input: [1, 28, 28], pad: 0 });
+  ], { input: [1, IMAGE_SIDE, IMAGE_SIDE], pad: 0 });
 }
 
 /** The choices of the classic LeNet-5 (train's --activation, --pool, --c3). */
@@ -149,7 +150,7 @@ export function lenet5(options: ModelOptions = {}): Model {
     ["classifier.1", linear(120, 84)],
     ["classifier.2", act()],
     ["classifier.3", linear(84, 10)],
-  ], { input: [1, 28, 28], pad: 0 });
+  ], { input: [1, IMAGE_SIDE, IMAGE_SIDE], pad: 0 });
 }
 
 /** The models train, evaluate and embed know, by `--model` name, built from the run's options. */

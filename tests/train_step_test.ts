@@ -6,11 +6,12 @@ import { initParams } from "../lib/params.ts";
 import { random } from "../lib/random.ts";
 import { readback } from "../lib/runtime.ts";
 import { lenetStepReference } from "./reference/lenet_step.ts";
+import { IMAGE_PIXELS, IMAGE_SIDE } from "../lib/data_gpu.ts";
 
 /** Digit-like images: mostly black, with bright strokes, like MNIST. */
 function syntheticSplit(count: number, seed: number) {
   const rng = random(seed);
-  const images = new Uint8Array(count * 784);
+  const images = new Uint8Array(count * IMAGE_PIXELS);
   for (let i = 0; i < images.length; i++) images[i] = rng.next() < 0.2 ? rng.int(256) : 0;
   const labels = Uint8Array.from({ length: count }, () => rng.int(10));
   return { images, labels, count };
@@ -47,8 +48,8 @@ for (const tier of TIERS) {
       const steps = [0, 1].map((batch) =>
         lenetStepReference(model, state, {
           ...train,
-          height: 28,
-          width: 28,
+          height: IMAGE_SIDE,
+          width: IMAGE_SIDE,
           order,
           batch,
           batchSize: 32,
