@@ -11,7 +11,7 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { type Runtime } from "../lib/runtime.ts";
+import type { Runtime } from "../lib/runtime.ts";
 import { createRuntime } from "../lib/device.ts";
 import { random } from "../lib/random.ts";
 import {

@@ -6,13 +6,13 @@ import {
   type Runtime,
   submit,
   type Tensor,
-  tensor,
   uniform,
   upload,
   view,
 } from "../lib/runtime.ts";
-import type { Layer, LayerOps } from "../lib/layers/layer.ts";
-import { buildLayer, type Tier } from "../lib/tier.ts";
+import type { Layer } from "../lib/layers/layer.ts";
+import type { Tier } from "../lib/tier.ts";
+import { type LayerHarness, layerHarness } from "./util/layer.ts";
 import { cpuKernel, textureMirror } from "../lib/cpu/texture.ts";
 import { batchnorm2d } from "../lib/layers/batchnorm2d.ts";
 import {
@@ -22,50 +22,11 @@ import {
   type Shape4,
 } from "./reference/batchnorm2d.ts";
 
-interface Harness {
-  x: Tensor;
-  y: Tensor;
-  dy: Tensor;
-  dx: Tensor | null;
-  params: Record<string, Tensor>;
-  grads: Record<string, Tensor>;
-  ops: LayerOps;
-}
+type Harness = LayerHarness;
 
-// Parameters and gradients as views into one flat buffer each, like the model's; the first view
-// starts at element 64 so that a kernel indexing from the buffer's start instead of the view fails.
 // Built with `tier`'s kernels (the suite's, LENET_KERNELS, unless given).
-async function setup(
-  rt: Runtime,
-  layer: Layer,
-  shape: number[],
-  withDx = true,
-  tier: Tier = rt.tier,
-): Promise<Harness> {
-  const flat = (trainableOnly: boolean, label: string) => {
-    const specs = layer.params.filter((p) => p.trainable || !trainableOnly);
-    const offsets: number[] = [];
-    let end = 64;
-    for (const p of specs) {
-      offsets.push(end);
-      end += Math.ceil(p.shape.reduce((a, b) => a * b, 1) / 64) * 64;
-    }
-    const buffer = tensor(rt, [end], { label });
-    return Object.fromEntries(
-      specs.map((p, i) => [p.name, view(buffer, offsets[i], p.shape, p.name)]),
-    );
-  };
-  const out = layer.outputShape(shape);
-  const h: Omit<Harness, "ops"> = {
-    x: tensor(rt, shape, { label: "x" }),
-    y: tensor(rt, out, { label: "y" }),
-    dy: tensor(rt, out, { label: "dy" }),
-    dx: withDx ? tensor(rt, shape, { label: "dx" }) : null,
-    params: flat(false, "params"),
-    grads: flat(true, "grads"),
-  };
-  const ops = await buildLayer(tier, layer, { rt, ...h });
-  return { ...h, ops };
+function setup(rt: Runtime, layer: Layer, shape: number[], withDx = true, tier = rt.tier) {
+  return layerHarness(rt, layer, shape, { dx: withDx, tier });
 }
 
 // randomArray's declared type (Float32Array<ArrayBufferLike>) is not accepted by upload().

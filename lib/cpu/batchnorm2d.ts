@@ -27,9 +27,9 @@ function asTexels(t: Tensor): Tensor {
  * The tuned BatchNorm2d ops for `layer` built for `ctx`: one invocation per channel for the
  * training forward and the backward (no second dispatch to combine partial statistics), x
  * and dy read from texture mirrors, y and dx stored a vec4 at a time. The backward reads the
- * batch statistics the training forward saved, and x's mirror that it refreshed.
+ * batch statistics the training forward saved (mean, invstd, scale, shift [C,4]), and x's
+ * mirror that it refreshed.
  */
-// x [N,C,H,W], weight [C], bias [C] -> y [N,C,H,W]; saves mean, invstd, scale, shift [C,4]
 export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise<LayerOps> {
   const config = layer.config as unknown as BatchnormConfig;
   const { rt, x, y, dy, params, grads } = ctx;
