@@ -16,7 +16,7 @@ export type TierName = "plain" | "cpu";
 export interface Tier {
   name: TierName;
   /**
-   * The tier's ops for `layer` (known by its `type` and `config`), or undefined to use the
+   * The tier's ops for `layer` (known by its `family` and `config`), or undefined to use the
    * layer's own (plain) build.
    */
   build?(layer: Layer, ctx: LayerContext): Promise<LayerOps> | undefined;

@@ -11,15 +11,14 @@ import type { Tier } from "../tier.ts";
 import { buildConv2d } from "./conv2d.ts";
 import { buildBatchnorm2d } from "./batchnorm2d.ts";
 
-/** The tuned builds, by layer type. */
+/** The tuned builds, by the layer's kernel family (a conv2dAsLinear is "Conv2d" too, but not one). */
 const BUILDS: Record<string, (layer: Layer, ctx: LayerContext) => Promise<LayerOps>> = {
-  "Conv2d": buildConv2d,
-  "BatchNorm2d": buildBatchnorm2d,
-  "BatchNorm2d+ReLU": buildBatchnorm2d,
+  conv2d: buildConv2d,
+  batchnorm2d: buildBatchnorm2d,
 };
 
 /** The CPU tier: the wing's Conv2d and BatchNorm2d, the plain build for the rest. */
 export const CPU_TIER: Tier = {
   name: "cpu",
-  build: (layer, ctx) => BUILDS[layer.type]?.(layer, ctx),
+  build: (layer, ctx) => layer.family ? BUILDS[layer.family]?.(layer, ctx) : undefined,
 };

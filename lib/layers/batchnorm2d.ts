@@ -51,6 +51,7 @@ export function batchnorm2d(
     ],
     counters: ["num_batches_tracked"],
     outputShape: (input) => [...input],
+    family: "batchnorm2d",
     config: { channels, eps, momentum, relu },
     build: (ctx) => build(ctx, { channels, eps, momentum, relu }),
   };

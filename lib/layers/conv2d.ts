@@ -90,6 +90,7 @@ export function conv2d(options: Conv2dOptions): Layer {
       const [n, k, p, q] = outputShape(input);
       return 2 * n * k * p * q * inChannels * kernelSize * kernelSize;
     },
+    family: "conv2d",
     config: { inChannels, outChannels, kernelSize, stride, padding },
     build: (ctx) => build(ctx, conv2dDims(layer, ctx)),
   };

@@ -71,8 +71,13 @@ export interface Layer {
   /** True when y is x with another shape (Flatten): the model passes views, build makes no ops. */
   alias?: boolean;
   /**
+   * The kernel family whose ops `build` makes ("conv2d": kernels/conv2d.wgsl): with `config`,
+   * what a tier recognizes a layer by (see lib/tier.ts). Absent where no tier replaces it.
+   */
+  family?: string;
+  /**
    * What the layer was made with (Conv2d: inChannels, outChannels, kernelSize, stride,
-   * padding), so that a tier can build its own ops for it (see lib/tier.ts).
+   * padding), so that a tier can build its own ops for it.
    */
   config?: Readonly<Record<string, number | boolean>>;
   /** Makes the layer's plain ops for these tensors (pipelines come from the runtime's cache). */
