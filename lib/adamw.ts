@@ -54,10 +54,18 @@ export interface AdamW {
  *
  * @example
  * ```ts
+ * import { requestRuntime, submit, tensor } from "./runtime.ts";
+ * import { createStepState } from "./step_state.ts";
+ *
+ * const rt = await requestRuntime("auto");
+ * const params = tensor(rt, [64], { label: "params" });
+ * const grads = tensor(rt, [64], { label: "grads" });
+ * const state = await createStepState(rt);
  * const adamw = await createAdamW(rt, {
- *   params, grads, state: state.tensor, n: trainable, lr: 1e-3, weightDecay: 1e-4,
+ *   params, grads, state: state.tensor, n: 64, lr: 1e-3, weightDecay: 1e-4,
  * });
- * submit(rt, [...forwardBackward, adamw.op, state.advanceTrain]);
+ * // After a step's forward and backward:
+ * submit(rt, [adamw.op, state.advanceTrain]);
  * ```
  */
 export async function createAdamW(rt: Runtime, options: AdamWOptions): Promise<AdamW> {

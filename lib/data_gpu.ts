@@ -38,6 +38,10 @@ export interface GpuDataset {
  *
  * @example
  * ```ts
+ * import { requestRuntime } from "./runtime.ts";
+ *
+ * const rt = await requestRuntime("auto");
+ * const images = new Uint8Array(2 * IMAGE_PIXELS), labels = Uint8Array.of(7, 2);
  * const train = uploadDataset(rt, images, labels, { label: "mnist train" });
  * ```
  */
@@ -93,9 +97,20 @@ export interface GatherOptions {
  *
  * @example
  * ```ts
+ * import { requestRuntime, submit, tensor, upload } from "./runtime.ts";
+ * import { createStepState } from "./step_state.ts";
+ *
+ * const rt = await requestRuntime("auto");
+ * const dataset = uploadDataset(rt, new Uint8Array(64 * IMAGE_PIXELS), new Uint8Array(64));
+ * const order = tensor(rt, [64], { dtype: "u32", label: "order" });
+ * upload(rt, order, Uint32Array.from({ length: 64 }, (_, i) => i));
+ * const state = await createStepState(rt);
+ * const x = tensor(rt, [32, 1, IMAGE_SIDE, IMAGE_SIDE], { label: "x" });
+ * const labels = tensor(rt, [32], { dtype: "u32", label: "labels" });
  * const gather = await gatherOp(rt, {
  *   dataset, order, state: state.tensor, x, labels, batchSize: 32, mean: 0.1307, std: 0.3081,
  * });
+ * submit(rt, [gather]);
  * ```
  */
 export async function gatherOp(rt: Runtime, options: GatherOptions): Promise<Op> {

@@ -44,6 +44,8 @@ export interface Model {
  *
  * @example
  * ```ts
+ * import { linear } from "./layers/linear.ts";
+ *
  * const m = sequential("tiny", [["fc", linear(4, 2)]], { input: [4], pad: 0 });
  * m.layout.trainableCount; // 10
  * ```

@@ -130,6 +130,7 @@ function bufferBytes(size: number): number {
  *
  * @example
  * ```ts
+ * const rt = await requestRuntime("auto");
  * const x = tensor(rt, [32, 1, 28, 28], { label: "x" });
  * ```
  */
@@ -223,6 +224,7 @@ export function kernelSource(file: string): Promise<string> {
  *
  * @example
  * ```ts
+ * const rt = await requestRuntime("auto");
  * const relu = await kernel(rt, "relu.wgsl", "forward", { WORKGROUP: 64 });
  * ```
  */
@@ -303,6 +305,7 @@ export interface Uniform {
  *
  * @example
  * ```ts
+ * const rt = await requestRuntime("auto");
  * const u = uniform(rt, "conv1", { batch: 32, channels: 16, "f32:eps": 1e-5 });
  * ```
  */

@@ -39,9 +39,13 @@ export interface StepState {
  *
  * @example
  * ```ts
+ * import { requestRuntime, submit } from "./runtime.ts";
+ *
+ * const rt = await requestRuntime("auto");
  * const state = await createStepState(rt);
  * state.set(rt, { step: 0, batch: 0 });
- * submit(rt, [...forwardBackward, ...optimizer, state.advanceTrain]);
+ * // After a step's ops:
+ * submit(rt, [state.advanceTrain]);
  * ```
  */
 export async function createStepState(rt: Runtime): Promise<StepState> {

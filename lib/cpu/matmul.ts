@@ -25,6 +25,10 @@ export interface Matmul {
  *
  * @example
  * ```ts
+ * import { requestRuntime, submit, tensor } from "../runtime.ts";
+ *
+ * const rt = await requestRuntime("auto");
+ * const a = tensor(rt, [8, 4], { label: "A" }), b = tensor(rt, [4, 8], { label: "B" });
  * const { ops, c } = await matmul(rt, a, b);
  * submit(rt, ops);
  * ```
