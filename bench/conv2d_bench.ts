@@ -61,14 +61,14 @@ function benchLayer(name: string, x: number[], options: Conv2dOptions, withDx: b
     { name: "layer forward", ops: (o) => o.train, flops: 1 },
     { name: "layer backward", ops: (o) => o.backward, flops: withDx ? 2 : 1 },
   ];
-  const naive: Pick[] = [
+  const plain: Pick[] = [
     { name: "forward", ops: (o) => [o.train[0]], flops: 1 },
     ...(withDx
       ? [{ name: "backward_input", ops: (o: LayerOps) => [o.backward[0]], flops: 1 }]
       : []),
     { name: "backward_weight", ops: (o) => [o.backward.at(-1)!], flops: 1 },
   ];
-  for (const [tier, picks] of [[CPU_TIER, fast], [PLAIN_TIER, naive]] as const) {
+  for (const [tier, picks] of [[CPU_TIER, fast], [PLAIN_TIER, plain]] as const) {
     for (const pick of picks) {
       gpuBench(`${name} ${pick.name} (${tier.name})`, rt, async (rt) => {
         const { ops, flops } = await layerOps(rt, x, options, withDx, tier);

@@ -290,12 +290,12 @@ Deno.test(
     for (const key of ["y", "dx", "dw", "db"] as const) {
       assertClose(second[key], first[key], { atol: 0, rtol: 0 }, `cpu ${key} run twice`);
     }
-    const naive = await run(await bind(c, "plain"), data);
+    const plain = await run(await bind(c, "plain"), data);
     // Both are f32 sums of the same products in another order (see sumTolerance).
-    assertClose(first.y, naive.y, sumTolerance(16 * 16), "y cpu vs plain");
-    assertClose(first.dx, naive.dx, sumTolerance(32 * 4), "dx cpu vs plain");
-    assertClose(first.dw, naive.dw, sumTolerance(32 * 25), "dw cpu vs plain");
-    assertClose(first.db, naive.db, sumTolerance(32 * 25), "db cpu vs plain");
+    assertClose(first.y, plain.y, sumTolerance(16 * 16), "y cpu vs plain");
+    assertClose(first.dx, plain.dx, sumTolerance(32 * 4), "dx cpu vs plain");
+    assertClose(first.dw, plain.dw, sumTolerance(32 * 25), "dw cpu vs plain");
+    assertClose(first.db, plain.db, sumTolerance(32 * 25), "db cpu vs plain");
   },
 );
 
