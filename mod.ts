@@ -15,6 +15,8 @@
  */
 
 export * from "./lib/runtime.ts";
+export { createRuntime, type KernelChoice, pickTier } from "./lib/device.ts";
+export { buildLayer, PLAIN_TIER, type Tier, type TierName } from "./lib/tier.ts";
 export * from "./lib/random.ts";
 export * from "./lib/params.ts";
 export type * from "./lib/layers/layer.ts";
@@ -25,7 +27,8 @@ export { adaptiveAvgPool2d } from "./lib/layers/adaptive_avg_pool2d.ts";
 export { flatten } from "./lib/layers/flatten.ts";
 export { linear } from "./lib/layers/linear.ts";
 export { crossEntropy } from "./lib/layers/cross_entropy.ts";
-export { createAdamW } from "./lib/optim.ts";
+export { createAdamW } from "./lib/adamw.ts";
+export { IMAGE_PIXELS, IMAGE_SIDE } from "./lib/data_gpu.ts";
 export * from "./lib/models.ts";
 export * from "./lib/train.ts";
 export * from "./lib/infer.ts";

@@ -5,18 +5,14 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, numel, type Runtime, tensor } from "../lib/runtime.ts";
+import { layerOps } from "./layer_ops.ts";
+import { numel } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { sigmoid, tanh } from "../lib/layers/activation.ts";
-import type { Layer, LayerOps } from "../lib/layers/layer.ts";
 
 const rt = createRuntime("auto");
 
 /** Builds `layer` over fresh zero-filled tensors for an input of `shape`. */
-async function layerOps(rt: Runtime, layer: Layer, shape: number[]): Promise<LayerOps> {
-  const [x, y, dy, dx] = [shape, shape, shape, shape].map((s) => tensor(rt, s));
-  return await layer.build({ rt, x, y, dy, dx, params: {}, grads: {} });
-}
-
 // Bytes: forward reads x and writes y; backward reads y and dy and writes dx.
 for (const shape of [[32, 6, 28, 28], [32, 16, 10, 10], [32, 120, 1, 1], [32, 84]]) {
   const n = numel(shape);

@@ -1,19 +1,12 @@
 import { gpuBench } from "./util.ts";
-import { createRuntime, numel, type Runtime, tensor } from "../lib/runtime.ts";
-import type { Layer, LayerOps } from "../lib/layers/layer.ts";
+import { layerOps } from "./layer_ops.ts";
+import { numel } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { batchnorm2d } from "../lib/layers/batchnorm2d.ts";
 
 const rt = createRuntime("auto");
 
 /** Builds `layer` over fresh tensors for an input of `shape` (zero parameters: fine for timing). */
-async function layerOps(rt: Runtime, layer: Layer, shape: number[]): Promise<LayerOps> {
-  const out = layer.outputShape(shape);
-  const params = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
-  const grads = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
-  const [x, y, dy, dx] = [shape, out, out, shape].map((s) => tensor(rt, s));
-  return await layer.build({ rt, x, y, dy, dx, params, grads });
-}
-
 // The seed's two BatchNorm2d layers at batch 32, each followed by a ReLU (fused).
 // Bytes are the compulsory traffic: forward reads x and writes y (the training forward reads
 // x twice, from its texture mirror); backward reads x and dy (the ReLU mask is recomputed

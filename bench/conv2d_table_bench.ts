@@ -7,7 +7,8 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, type Runtime, tensor } from "../lib/runtime.ts";
+import { type Runtime, tensor } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { conv2dTable, LECUN_C3_TABLE } from "../lib/layers/conv2d_table.ts";
 import { conv2d } from "../lib/layers/conv2d.ts";
 import type { Layer } from "../lib/layers/layer.ts";

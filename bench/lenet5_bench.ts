@@ -9,7 +9,8 @@
 
 import { gpuBench } from "./util.ts";
 import { benchData } from "./bench_data.ts";
-import { createRuntime, type Runtime, tensor, upload } from "../lib/runtime.ts";
+import { type Runtime, tensor, upload } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { random } from "../lib/random.ts";
 import { gatherOp, uploadDataset } from "../lib/data_gpu.ts";
 import { createStepState } from "../lib/step_state.ts";

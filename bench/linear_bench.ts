@@ -1,19 +1,11 @@
 import { gpuBench } from "./util.ts";
-import { createRuntime, type Runtime, tensor } from "../lib/runtime.ts";
+import { layerOps } from "./layer_ops.ts";
+import { createRuntime } from "../lib/device.ts";
 import { linear } from "../lib/layers/linear.ts";
-import type { Layer, LayerOps } from "../lib/layers/layer.ts";
 
 const rt = createRuntime("auto");
 
 /** Builds `layer` over fresh tensors for an input of `shape` (zero parameters: fine for timing). */
-async function layerOps(rt: Runtime, layer: Layer, shape: number[]): Promise<LayerOps> {
-  const out = layer.outputShape(shape);
-  const params = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
-  const grads = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
-  const [x, y, dy, dx] = [shape, out, out, shape].map((s) => tensor(rt, s));
-  return await layer.build({ rt, x, y, dy, dx, params, grads });
-}
-
 // The seed's Linear(32, 10) at batch 32, LeNet-5's Linear(120, 84) at batch 32, and an eval
 // batch of 1000 through LeNet-5's Linear(84, 10). A multiply-add counts 2: forward 2*N*IN*OUT;
 // backward 2*N*IN*OUT each for dx and dweight, plus N*OUT adds for dbias.

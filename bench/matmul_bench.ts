@@ -1,5 +1,5 @@
 /**
- * The reference figure for the convolutions: C = A B (kernels/matmul.wgsl) at 512^3, the
+ * The reference figure for the convolutions: C = A B (the CPU wing's kernels/cpu/matmul.wgsl) at 512^3, the
  * size DESIGN.md's first measurements used, with blocks of 16x16, 8x16 and 8x8 outputs an
  * invocation. The conv2d rows of bench/conv2d_bench.ts and bench:profile read against the
  * best of these rows: how close each convolution gets to this adapter's limit.
@@ -7,8 +7,9 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, tensor, upload } from "../lib/runtime.ts";
-import { matmul } from "../lib/matmul.ts";
+import { tensor, upload } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
+import { matmul } from "../lib/cpu/matmul.ts";
 
 const rt = createRuntime("auto");
 const size = 512;

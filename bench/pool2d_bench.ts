@@ -5,19 +5,14 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, numel, type Runtime, tensor } from "../lib/runtime.ts";
+import { layerOps } from "./layer_ops.ts";
+import { numel } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { avgPool2d, maxPool2d } from "../lib/layers/pool2d.ts";
-import type { Layer, LayerOps } from "../lib/layers/layer.ts";
 
 const rt = createRuntime("auto");
 
 /** Builds `layer` over fresh zero-filled tensors for an input of `shape`. */
-async function layerOps(rt: Runtime, layer: Layer, shape: number[]): Promise<LayerOps> {
-  const out = layer.outputShape(shape);
-  const [x, y, dy, dx] = [shape, out, out, shape].map((s) => tensor(rt, s));
-  return await layer.build({ rt, x, y, dy, dx, params: {}, grads: {} });
-}
-
 // Bytes: avg forward reads x, writes y; avg backward reads dy, writes dx; max forward also
 // writes the indices; max backward also reads them.
 for (const [name, shape] of [["S2", [32, 6, 28, 28]], ["S4", [32, 16, 10, 10]]] as const) {

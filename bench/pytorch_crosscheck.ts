@@ -21,7 +21,8 @@
 import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
 import { findPython } from "../tests/pytorch/python.ts";
-import { createRuntime, readback } from "../lib/runtime.ts";
+import { readback } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { lenet, type Model } from "../lib/models.ts";
 import {
   createTrainer,

@@ -1,19 +1,12 @@
 import { gpuBench } from "./util.ts";
-import { createRuntime, numel, type Runtime, tensor } from "../lib/runtime.ts";
+import { layerOps } from "./layer_ops.ts";
+import { numel } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { relu } from "../lib/layers/relu.ts";
-import type { Layer, LayerOps } from "../lib/layers/layer.ts";
 
 const rt = createRuntime("auto");
 
 /** Builds `layer` over fresh tensors for an input of `shape` (zero parameters: fine for timing). */
-async function layerOps(rt: Runtime, layer: Layer, shape: number[]): Promise<LayerOps> {
-  const out = layer.outputShape(shape);
-  const params = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
-  const grads = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
-  const [x, y, dy, dx] = [shape, out, out, shape].map((s) => tensor(rt, s));
-  return await layer.build({ rt, x, y, dy, dx, params, grads });
-}
-
 // A standalone ReLU at the seed's two activation shapes, batch 32 (the seed model fuses it
 // into BatchNorm2d; this is the unfused path). Bytes: forward reads x and writes y; backward
 // reads x and dy and writes dx.

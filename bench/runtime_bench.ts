@@ -1,13 +1,14 @@
 import { gpuBench } from "./util.ts";
-import { createRuntime, grid, kernel, op, tensor, uniform } from "../lib/runtime.ts";
+import { grid, kernel, op, tensor, uniform } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 
 const rt = createRuntime("auto");
 const n = 32 * 16 * 13 * 13;
 
-gpuBench("dispatch: scale 86,528 floats", rt, async (rt) => {
+gpuBench("dispatch: relu 86,528 floats", rt, async (rt) => {
   const x = tensor(rt, [n]);
   const y = tensor(rt, [n]);
-  const k = await kernel(rt, "test_scale.wgsl", "forward", { WORKGROUP: 64 });
-  const u = uniform(rt, "scale", { n, "f32:scale": 2 });
+  const k = await kernel(rt, "relu.wgsl", "forward", { WORKGROUP: 64, ELEMENTS: 1 });
+  const u = uniform(rt, "relu", { count: n });
   return { ops: [op(rt, k, [x, y, u], grid(n, 64))], work: { bytes: 8 * n } };
 });

@@ -6,11 +6,12 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, tensor, upload } from "../lib/runtime.ts";
+import { tensor, upload } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { random } from "../lib/random.ts";
 import { gatherOp, uploadDataset } from "../lib/data_gpu.ts";
 import { createMetrics, crossEntropy } from "../lib/layers/cross_entropy.ts";
-import { createAdamW } from "../lib/optim.ts";
+import { createAdamW } from "../lib/adamw.ts";
 import { createStepState } from "../lib/step_state.ts";
 
 const rt = createRuntime("auto");

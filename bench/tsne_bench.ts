@@ -11,7 +11,8 @@
  */
 
 import { gpuBench } from "./util.ts";
-import { createRuntime, type Runtime } from "../lib/runtime.ts";
+import type { Runtime } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { random } from "../lib/random.ts";
 import { affinityProgram, jointProbabilities, tsneAffinities } from "../lib/tsne/affinities.ts";
 import { pcaInit } from "../lib/tsne/pca.ts";

@@ -20,7 +20,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { createRuntime } from "../lib/runtime.ts";
+import { createRuntime } from "../lib/device.ts";
 import { random } from "../lib/random.ts";
 import { tsne } from "../lib/tsne/tsne.ts";
 import { jointProbabilities, tsneAffinities } from "../lib/tsne/affinities.ts";

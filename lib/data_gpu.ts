@@ -16,6 +16,11 @@ import {
   uniform,
 } from "./runtime.ts";
 
+/** The side of an MNIST (and Fashion-MNIST) image in pixels: images are 28x28. */
+export const IMAGE_SIDE = 28;
+/** Pixels of one image: 28 * 28 = 784. */
+export const IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE;
+
 /** A dataset uploaded to the GPU. */
 export interface GpuDataset {
   /** The pixels, u8 packed 4 per u32 (little-endian: pixel 4k is the low byte of word k). */
@@ -33,11 +38,10 @@ export interface GpuDataset {
  *
  * @example
  * ```ts
- * import { createRuntime } from "./runtime.ts";
- * import { uploadDataset } from "./data_gpu.ts";
+ * import { requestRuntime } from "./runtime.ts";
  *
- * const rt = await createRuntime();
- * const images = new Uint8Array(2 * 28 * 28), labels = new Uint8Array([3, 7]);
+ * const rt = await requestRuntime("auto");
+ * const images = new Uint8Array(2 * IMAGE_PIXELS), labels = Uint8Array.of(7, 2);
  * const train = uploadDataset(rt, images, labels, { label: "mnist train" });
  * console.log(train.count); // 2
  * ```
@@ -48,7 +52,7 @@ export function uploadDataset(
   labels: Uint8Array,
   options: { label?: string; height?: number; width?: number } = {},
 ): GpuDataset {
-  const { label = "dataset", height = 28, width = 28 } = options;
+  const { label = "dataset", height = IMAGE_SIDE, width = IMAGE_SIDE } = options;
   const count = labels.length;
   if (images.length !== count * height * width) {
     throw new Error(
@@ -94,22 +98,20 @@ export interface GatherOptions {
  *
  * @example
  * ```ts
- * import { createRuntime, readbackU32, submit, tensor, upload } from "./runtime.ts";
+ * import { requestRuntime, submit, tensor, upload } from "./runtime.ts";
  * import { createStepState } from "./step_state.ts";
- * import { gatherOp, uploadDataset } from "./data_gpu.ts";
  *
- * const rt = await createRuntime();
- * const dataset = uploadDataset(rt, new Uint8Array(4 * 28 * 28), new Uint8Array([0, 1, 2, 3]));
- * const order = tensor(rt, [4], { dtype: "u32", label: "order" });
- * upload(rt, order, new Uint32Array([3, 2, 1, 0]));
+ * const rt = await requestRuntime("auto");
+ * const dataset = uploadDataset(rt, new Uint8Array(64 * IMAGE_PIXELS), new Uint8Array(64));
+ * const order = tensor(rt, [64], { dtype: "u32", label: "order" });
+ * upload(rt, order, Uint32Array.from({ length: 64 }, (_, i) => i));
  * const state = await createStepState(rt);
- * const x = tensor(rt, [2, 1, 28, 28], { label: "x" });
- * const labels = tensor(rt, [2], { dtype: "u32", label: "labels" });
+ * const x = tensor(rt, [32, 1, IMAGE_SIDE, IMAGE_SIDE], { label: "x" });
+ * const labels = tensor(rt, [32], { dtype: "u32", label: "labels" });
  * const gather = await gatherOp(rt, {
  *   dataset, order, state: state.tensor, x, labels, batchSize: 2, mean: 0.1307, std: 0.3081,
  * });
  * submit(rt, [gather]);
- * console.log(await readbackU32(rt, labels)); // [3, 2]: batch 0 of the order
  * ```
  */
 export async function gatherOp(rt: Runtime, options: GatherOptions): Promise<Op> {

@@ -34,7 +34,7 @@ export interface InferOptions {
  *
  * @example
  * ```ts
- * import { createRuntime } from "./runtime.ts";
+ * import { createRuntime } from "./device.ts";
  * import { lenet } from "./models.ts";
  * import { initParams } from "./params.ts";
  * import { random } from "./random.ts";

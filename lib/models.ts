@@ -17,6 +17,8 @@ import { avgPool2d, maxPool2d } from "./layers/pool2d.ts";
 import { conv2dTable, LECUN_C3_TABLE } from "./layers/conv2d_table.ts";
 import { conv2dAsLinear } from "./layers/conv2d_as_linear.ts";
 import { layoutParams, type ParamLayout } from "./params.ts";
+import { buildLayer } from "./tier.ts";
+import { IMAGE_SIDE } from "./data_gpu.ts";
 import { checked, numel, type Op, type Runtime, type Tensor, tensor, view } from "./runtime.ts";
 
 /** A layer under its PyTorch module name (`features.0`). */
@@ -43,7 +45,6 @@ export interface Model {
  * @example
  * ```ts
  * import { linear } from "./layers/linear.ts";
- * import { sequential } from "./models.ts";
  *
  * const m = sequential("tiny", [["fc", linear(4, 2)]], { input: [4], pad: 0 });
  * m.layout.trainableCount; // 10
@@ -81,7 +82,7 @@ export function lenet(): Model {
     ["features.6", adaptiveAvgPool2d()],
     ["classifier.0", flatten()],
     ["classifier.1", linear(32, 10)],
-  ], { input: [1, 28, 28], pad: 0 });
+  ], { input: [1, IMAGE_SIDE, IMAGE_SIDE], pad: 0 });
 }
 
 /** The choices of the classic LeNet-5 (train's --activation, --pool, --c3). */
@@ -151,7 +152,7 @@ export function lenet5(options: ModelOptions = {}): Model {
     ["classifier.1", linear(120, 84)],
     ["classifier.2", act()],
     ["classifier.3", linear(84, 10)],
-  ], { input: [1, 28, 28], pad: 0 });
+  ], { input: [1, IMAGE_SIDE, IMAGE_SIDE], pad: 0 });
 }
 
 /** The models train, evaluate and embed know, by `--model` name, built from the run's options. */
@@ -204,7 +205,8 @@ export interface Graph {
 
 /**
  * Allocates the activations and gradients of `model` for `batch` examples and makes every
- * op once, over the flat `params` and `grads` buffers (laid out as `model.layout`).
+ * op once, over the flat `params` and `grads` buffers (laid out as `model.layout`), with the
+ * runtime's kernel tier (`rt.tier`).
  */
 export async function buildGraph(
   rt: Runtime,
@@ -250,8 +252,8 @@ export async function buildGraph(
     };
     built.push(
       layer.alias
-        ? { train: [], eval: [], backward: [] }
-        : await checked(rt, `${name} (${layer.type})`, () => layer.build(ctx)),
+        ? { train: [], eval: [], backward: [], saved: {} }
+        : await checked(rt, `${name} (${layer.type})`, () => buildLayer(rt.tier, layer, ctx)),
     );
     outputs.set(name, y);
     input = y;

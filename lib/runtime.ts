@@ -6,6 +6,8 @@
  * @module
  */
 
+import { PLAIN_TIER, type Tier } from "./tier.ts";
+
 /** Which adapter to use: `gpu` insists on hardware, `cpu` asks for the fallback adapter. */
 export type DeviceChoice = "auto" | "gpu" | "cpu";
 
@@ -18,8 +20,8 @@ export interface Runtime {
   architecture: string;
   /** True for a software adapter (llvmpipe, lavapipe, WARP, SwiftShader). */
   isFallback: boolean;
-  /** Whether the device was created with "timestamp-query". */
-  timestamps: boolean;
+  /** The kernels layers are built with (lib/tier.ts); chosen once, by lib/device.ts. */
+  tier: Tier;
 }
 
 const NO_ADAPTER_HELP = [
@@ -31,16 +33,19 @@ const NO_ADAPTER_HELP = [
 ].join("\n");
 
 /**
- * Requests the adapter and device for `choice`.
- * Throws with a message that says how to get an adapter when there is none.
+ * Requests the adapter and device for `choice`, with the plain tier. Throws with a message
+ * that says how to get an adapter when there is none. Applications call `createRuntime`
+ * (lib/device.ts), which also picks the tier.
  *
  * @example
  * ```ts
- * const rt = await createRuntime("auto");
+ * import { requestRuntime } from "./runtime.ts";
+ *
+ * const rt = await requestRuntime("auto");
  * console.log(rt.description);
  * ```
  */
-export async function createRuntime(choice: DeviceChoice = "auto"): Promise<Runtime> {
+export async function requestRuntime(choice: DeviceChoice = "auto"): Promise<Runtime> {
   if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
     throw new Error(`navigator.gpu is missing: this runtime has no WebGPU.\n${NO_ADAPTER_HELP}`);
   }
@@ -64,10 +69,8 @@ export async function createRuntime(choice: DeviceChoice = "auto"): Promise<Runt
       `--device cpu: no software adapter was offered (got ${info.description}); use --device auto.`,
     );
   }
-  const timestamps = adapter.features.has("timestamp-query");
   const limits = adapter.limits;
   const device = await adapter.requestDevice({
-    requiredFeatures: timestamps ? ["timestamp-query"] : [],
     requiredLimits: {
       maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
       maxBufferSize: limits.maxBufferSize,
@@ -86,7 +89,7 @@ export async function createRuntime(choice: DeviceChoice = "auto"): Promise<Runt
     vendor: info.vendor,
     architecture: info.architecture,
     isFallback,
-    timestamps,
+    tier: PLAIN_TIER,
   };
 }
 
@@ -112,16 +115,14 @@ export function numel(shape: readonly number[]): number {
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
-/** Texels in one row of a texture mirror (16 KiB: a multiple of the 256 bytes copies want). */
-export const TEXTURE_ROW = 1024;
-
 /**
- * Bytes of the buffer behind a tensor of `size` floats: whole 16-byte texels, and whole
- * texture rows once the tensor spans more than one, so that a texture mirror can copy it.
+ * Bytes of the buffer behind a tensor of `size` 4-byte elements, rounded up to whole 16-byte
+ * texels: the CPU wing reads a tensor's tail as a whole vec4 (a texture mirror copies whole
+ * texels, its BatchNorm stores vec4s), so the buffer must reach the end of the last texel.
+ * That costs at most 12 bytes a tensor; nothing else is padded.
  */
 function bufferBytes(size: number): number {
-  const texels = Math.max(1, Math.ceil(size / 4));
-  return texels <= TEXTURE_ROW ? texels * 16 : Math.ceil(texels / TEXTURE_ROW) * TEXTURE_ROW * 16;
+  return Math.max(1, Math.ceil(size / 4)) * 16;
 }
 
 /**
@@ -129,7 +130,7 @@ function bufferBytes(size: number): number {
  *
  * @example
  * ```ts
- * const rt = await createRuntime();
+ * const rt = await requestRuntime("auto");
  * const x = tensor(rt, [32, 1, 28, 28], { label: "x" });
  * ```
  */
@@ -140,7 +141,6 @@ export function tensor(
 ): Tensor {
   const size = numel(shape);
   const label = options.label ?? "tensor";
-  // Whole texels keep vec4 loads of the tail legal; whole rows let a texture mirror copy it.
   const buffer = rt.device.createBuffer({ size: bufferBytes(size), usage: STORAGE, label });
   return { buffer, shape, dtype: options.dtype ?? "f32", offset: 0, size, label };
 }
@@ -152,56 +152,6 @@ export function view(parent: Tensor, offset: number, shape: number[], label: str
     throw new Error(`view ${label}: ${offset}+${size} lies outside ${parent.label}`);
   }
   return { buffer: parent.buffer, shape, dtype: parent.dtype, offset, size, label };
-}
-
-/**
- * A read-only copy of a tensor's floats in an rgba32float texture: texel i holds floats
- * 4i..4i+3, at (i % TEXTURE_ROW, i / TEXTURE_ROW). On llvmpipe a kernel reads a texel for
- * about a sixth of what four storage-buffer floats cost (a storage load is a loop over the
- * SIMD lanes with a bounds check each; a texel fetch is one gather), so kernels that read an
- * activation many times read its mirror. `copy` (an op) refreshes it from the buffer.
- */
-export interface TextureMirror {
-  texture: GPUTexture;
-  view: GPUTextureView;
-  /** The op that copies the tensor into the texture: record it after the tensor is written. */
-  copy: Op;
-}
-
-/**
- * Makes the texture mirror of `t` (a tensor with a buffer of its own, as `tensor` makes).
- *
- * @example
- * ```ts
- * const rt = await createRuntime();
- * const x = tensor(rt, [32, 16, 13, 13], { label: "x" });
- * const xt = textureMirror(rt, x); // record xt.copy after x is written, then bind xt
- * ```
- */
-export function textureMirror(rt: Runtime, t: Tensor): TextureMirror {
-  const texels = Math.max(1, Math.ceil(t.size / 4));
-  const width = Math.min(texels, TEXTURE_ROW);
-  const rows = Math.ceil(texels / TEXTURE_ROW);
-  if (t.offset !== 0 || t.buffer.size < bufferBytes(t.size)) {
-    throw new Error(`texture mirror of ${t.label}: it needs a tensor with a buffer of its own`);
-  }
-  const label = `${t.label} (texture)`;
-  const texture = rt.device.createTexture({
-    size: [width, rows],
-    format: "rgba32float",
-    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
-    label,
-  });
-  const copy: CopyOp = {
-    label: `copy ${label}`,
-    encode: (encoder) =>
-      encoder.copyBufferToTexture(
-        { buffer: t.buffer, bytesPerRow: TEXTURE_ROW * 16 },
-        { texture },
-        [width, rows],
-      ),
-  };
-  return { texture, view: texture.createView({ label }), copy };
 }
 
 /** Writes `data` into the tensor (queued; visible to the next submit). */
@@ -254,7 +204,7 @@ export interface Kernel {
 const sources = new Map<string, Promise<string>>();
 const kernels = new WeakMap<GPUDevice, Map<string, Promise<Kernel>>>();
 
-/** The text of kernels/<file>, fetched once. */
+/** The text of kernels/<file> (the CPU wing's: "cpu/conv2d.wgsl"), fetched once. */
 export function kernelSource(file: string): Promise<string> {
   let source = sources.get(file);
   if (!source) {
@@ -274,7 +224,7 @@ export function kernelSource(file: string): Promise<string> {
  *
  * @example
  * ```ts
- * const rt = await createRuntime();
+ * const rt = await requestRuntime("auto");
  * const relu = await kernel(rt, "relu.wgsl", "forward", { WORKGROUP: 64 });
  * ```
  */
@@ -355,7 +305,7 @@ export interface Uniform {
  *
  * @example
  * ```ts
- * const rt = await createRuntime();
+ * const rt = await requestRuntime("auto");
  * const u = uniform(rt, "conv1", { batch: 32, channels: 16, "f32:eps": 1e-5 });
  * ```
  */
@@ -383,8 +333,14 @@ export function uniform(rt: Runtime, label: string, fields: Record<string, numbe
   return { buffer, label };
 }
 
-/** What an op binds: a tensor (storage), a uniform or a texture mirror, at binding = index. */
-export type Binding = Tensor | Uniform | TextureMirror;
+/** A texture an op binds (the CPU wing's texture mirrors, lib/cpu/texture.ts). */
+export interface TextureBinding {
+  texture: GPUTexture;
+  view: GPUTextureView;
+}
+
+/** What an op binds: a tensor (storage), a uniform or a texture, at binding = index. */
+export type Binding = Tensor | Uniform | TextureBinding;
 
 /** One dispatch, ready to record: made once, recorded every step. */
 export interface DispatchOp {
@@ -399,7 +355,7 @@ export interface CopyOp {
   encode(encoder: GPUCommandEncoder): void;
 }
 
-/** What a step is made of: dispatches, and the copies that refresh texture mirrors. */
+/** What a step is made of: dispatches, and copies (the CPU wing's texture mirrors). */
 export type Op = DispatchOp | CopyOp;
 
 /** The name of an op for profiles and messages: "conv2d.wgsl:forward" or "copy x (texture)". */
@@ -473,11 +429,6 @@ export function submit(rt: Runtime, ops: readonly Op[], times = 1): void {
 /** Resolves when the GPU has finished all submitted work. */
 export function idle(rt: Runtime): Promise<void> {
   return rt.device.queue.onSubmittedWorkDone();
-}
-
-/** Workgroups needed to cover `n` invocations with workgroups of `size`. */
-export function groups(n: number, size: number): number {
-  return Math.ceil(n / size);
 }
 
 /**

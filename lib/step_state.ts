@@ -39,14 +39,13 @@ export interface StepState {
  *
  * @example
  * ```ts
- * import { createRuntime, submit } from "./runtime.ts";
- * import { createStepState } from "./step_state.ts";
+ * import { requestRuntime, submit } from "./runtime.ts";
  *
- * const rt = await createRuntime();
+ * const rt = await requestRuntime("auto");
  * const state = await createStepState(rt);
  * state.set(rt, { step: 0, batch: 0 });
- * submit(rt, [state.advanceTrain]); // last, after a step's forward, backward and optimizer
- * console.log(await state.read(rt)); // { step: 1, batch: 1 }
+ * // After a step's ops:
+ * submit(rt, [state.advanceTrain]);
  * ```
  */
 export async function createStepState(rt: Runtime): Promise<StepState> {

@@ -21,7 +21,7 @@ import {
 } from "./runtime.ts";
 import { gatherOp, type GpuDataset, uploadDataset } from "./data_gpu.ts";
 import { crossEntropy, type MetricsRows, readMetrics } from "./layers/cross_entropy.ts";
-import { createAdamW } from "./optim.ts";
+import { createAdamW } from "./adamw.ts";
 import { createStepState, type StepState } from "./step_state.ts";
 
 /** Images and labels of one split, as the data files hold them. */
@@ -375,7 +375,7 @@ export function epochOrder(seed: number, epoch: number, n: number): Uint32Array<
  *
  * @example
  * ```ts
- * import { createRuntime } from "./runtime.ts";
+ * import { createRuntime } from "./device.ts";
  * import { lenet } from "./models.ts";
  *
  * const rt = await createRuntime();

@@ -6,7 +6,8 @@
 
 import { InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { DATASETS } from "../lib/io/mnist.ts";
-import { createRuntime, type DeviceChoice, type Runtime } from "../lib/runtime.ts";
+import type { DeviceChoice, Runtime } from "../lib/runtime.ts";
+import { createRuntime, type KernelChoice } from "../lib/device.ts";
 
 /**
  * A commander parser for a whole number >= `min`; `name` is the option, for the message.
@@ -91,14 +92,8 @@ export function dataOption(description = "folder of the data files") {
  */
 export async function openRuntime(
   device: DeviceChoice,
-  kernels: "auto" | "plain" | "cpu",
+  kernels: KernelChoice,
 ): Promise<{ rt: Runtime; kernels: string }> {
-  // createRuntime's second argument and `tier` come with the kernel tiers (issue 11); until
-  // then the one set of kernels is the CPU-tuned one.
-  const create = createRuntime as (
-    choice: DeviceChoice,
-    options?: { kernels?: string },
-  ) => Promise<Runtime & { tier?: { name: string } }>;
-  const rt = await create(device, { kernels });
-  return { rt, kernels: rt.tier?.name ?? "cpu" };
+  const rt = await createRuntime(device, { kernels });
+  return { rt, kernels: rt.tier.name };
 }

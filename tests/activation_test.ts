@@ -3,6 +3,7 @@ import { gpuTest, random, randomArray as randomArrayLike, testRuntime } from "./
 import { kernel, op, readback, submit, tensor, uniform, upload } from "../lib/runtime.ts";
 import { sigmoid, tanh } from "../lib/layers/activation.ts";
 import type { Layer } from "../lib/layers/layer.ts";
+import { layerHarness } from "./util/layer.ts";
 import {
   sigmoidBackward,
   sigmoidForward,
@@ -25,10 +26,8 @@ const functions = [
 ];
 
 async function setup(layer: Layer, n: number) {
-  const rt = await testRuntime();
-  const t = (label: string) => tensor(rt, [n], { label });
-  const ctx = { rt, x: t("x"), y: t("y"), dy: t("dy"), dx: t("dx"), params: {}, grads: {} };
-  return { ...ctx, ops: await layer.build(ctx) };
+  const h = await layerHarness(await testRuntime(), layer, [n]);
+  return { ...h, dx: h.dx! };
 }
 
 Deno.test("tanh and sigmoid reference backwards match central finite differences (f64)", () => {

@@ -1,7 +1,7 @@
 import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, random, randomArray, tensorFrom, testRuntime } from "./util/gpu.ts";
 import { adamwReference } from "./reference/adamw.ts";
-import { createAdamW } from "../lib/optim.ts";
+import { createAdamW } from "../lib/adamw.ts";
 import { createStepState } from "../lib/step_state.ts";
 import { readback, type Runtime, submit, tensor, upload } from "../lib/runtime.ts";
 

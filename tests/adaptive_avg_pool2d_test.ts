@@ -2,6 +2,7 @@ import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, random, randomArray as randomArrayLike, testRuntime } from "./util/gpu.ts";
 import { kernel, op, readback, submit, tensor, uniform, upload } from "../lib/runtime.ts";
 import { adaptiveAvgPool2d } from "../lib/layers/adaptive_avg_pool2d.ts";
+import { layerHarness } from "./util/layer.ts";
 import { adaptiveAvgPool2dBackward, adaptiveAvgPool2dForward } from "./reference/pool.ts";
 
 type Shape4 = [number, number, number, number];
@@ -17,19 +18,8 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
 async function setup(shape: Shape4) {
-  const rt = await testRuntime();
-  const layer = adaptiveAvgPool2d();
-  const out = layer.outputShape(shape);
-  const ctx = {
-    rt,
-    x: tensor(rt, shape, { label: "x" }),
-    y: tensor(rt, out, { label: "y" }),
-    dy: tensor(rt, out, { label: "dy" }),
-    dx: tensor(rt, shape, { label: "dx" }),
-    params: {},
-    grads: {},
-  };
-  return { ...ctx, ops: await layer.build(ctx) };
+  const h = await layerHarness(await testRuntime(), adaptiveAvgPool2d(), shape);
+  return { ...h, dx: h.dx! };
 }
 
 Deno.test("adaptive_avg_pool2d reference backward matches central finite differences (f64)", () => {

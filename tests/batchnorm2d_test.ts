@@ -1,19 +1,19 @@
 import { assertClose } from "./util/assert_close.ts";
-import { gpuTest, random, randomArray as randomArrayLike, testRuntime } from "./util/gpu.ts";
+import { gpuTest, random, randomArray as randomArrayLike, testRuntime, TIERS } from "./util/gpu.ts";
 import {
-  kernel,
   op,
   readback,
   type Runtime,
   submit,
   type Tensor,
-  tensor,
-  textureMirror,
   uniform,
   upload,
   view,
 } from "../lib/runtime.ts";
-import type { Layer, LayerOps } from "../lib/layers/layer.ts";
+import type { Layer } from "../lib/layers/layer.ts";
+import type { Tier } from "../lib/tier.ts";
+import { type LayerHarness, layerHarness } from "./util/layer.ts";
+import { cpuKernel, textureMirror } from "../lib/cpu/texture.ts";
 import { batchnorm2d } from "../lib/layers/batchnorm2d.ts";
 import {
   batchnorm2dBackward,
@@ -22,43 +22,11 @@ import {
   type Shape4,
 } from "./reference/batchnorm2d.ts";
 
-interface Harness {
-  x: Tensor;
-  y: Tensor;
-  dy: Tensor;
-  dx: Tensor | null;
-  params: Record<string, Tensor>;
-  grads: Record<string, Tensor>;
-  ops: LayerOps;
-}
+type Harness = LayerHarness;
 
-// Parameters and gradients as views into one flat buffer each, like the model's; the first view
-// starts at element 64 so that a kernel indexing from the buffer's start instead of the view fails.
-async function setup(rt: Runtime, layer: Layer, shape: number[], withDx = true): Promise<Harness> {
-  const flat = (trainableOnly: boolean, label: string) => {
-    const specs = layer.params.filter((p) => p.trainable || !trainableOnly);
-    const offsets: number[] = [];
-    let end = 64;
-    for (const p of specs) {
-      offsets.push(end);
-      end += Math.ceil(p.shape.reduce((a, b) => a * b, 1) / 64) * 64;
-    }
-    const buffer = tensor(rt, [end], { label });
-    return Object.fromEntries(
-      specs.map((p, i) => [p.name, view(buffer, offsets[i], p.shape, p.name)]),
-    );
-  };
-  const out = layer.outputShape(shape);
-  const h: Omit<Harness, "ops"> = {
-    x: tensor(rt, shape, { label: "x" }),
-    y: tensor(rt, out, { label: "y" }),
-    dy: tensor(rt, out, { label: "dy" }),
-    dx: withDx ? tensor(rt, shape, { label: "dx" }) : null,
-    params: flat(false, "params"),
-    grads: flat(true, "grads"),
-  };
-  const ops = await layer.build({ rt, ...h });
-  return { ...h, ops };
+// Built with `tier`'s kernels (the suite's, LENET_KERNELS, unless given).
+function setup(rt: Runtime, layer: Layer, shape: number[], withDx = true, tier = rt.tier) {
+  return layerHarness(rt, layer, shape, { dx: withDx, tier });
 }
 
 // randomArray's declared type (Float32Array<ArrayBufferLike>) is not accepted by upload().
@@ -181,37 +149,50 @@ Deno.test(
   async () => {
     const rt = await testRuntime();
     const rng = random(3);
-    for (const shape of SHAPES) {
-      for (const relu of [false, true]) {
-        const c = shape[1];
-        const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
-        // An offset of 3 makes a one-pass E[x^2] - E[x]^2 lose digits; Welford's does not.
-        const x = randomArray(rng, numel(shape), 2, 4);
-        const p = randomParams(4, c);
-        upload(rt, h.x, x);
-        uploadParams(rt, h, p);
-        submit(rt, h.ops.train);
-        const ref = batchnorm2dTrainForward({ x, shape }, p, { relu });
-        const label = `[${shape}] relu ${relu}`;
-        // Welford in f32 per plane, the planes then combined: the mean of values near 3 carries
-        // an error of a few ulp of 3 (1e-7 each), which y = (x - mean) * invstd * weight + bias
-        // multiplies by up to invstd * weight ~ 2.6, plus the ulp of y itself (values up to ~4);
-        // measured worst 1.2e-6, on the seed's shapes.
-        const tol = { atol: 5e-6, rtol: 5e-6 };
-        assertClose(await readback(rt, h.y), ref.y, tol, `y ${label}`);
-        // The running statistics are O(1) blends of the mean and variance: measured worst 1.4e-7.
-        const stat = { atol: 1e-6, rtol: 1e-6 };
-        assertClose(
-          await readback(rt, h.params.running_mean),
-          ref.runningMean,
-          stat,
-          `rm ${label}`,
-        );
-        assertClose(await readback(rt, h.params.running_var), ref.runningVar, stat, `rv ${label}`);
+    for (const tier of TIERS) {
+      for (const shape of SHAPES) {
+        for (const relu of [false, true]) {
+          await trainForwardCase(rt, rng, tier, shape, relu);
+        }
       }
     }
   },
 );
+
+async function trainForwardCase(
+  rt: Runtime,
+  rng: ReturnType<typeof random>,
+  tier: Tier,
+  shape: Shape4,
+  relu: boolean,
+) {
+  const c = shape[1];
+  const h = await setup(rt, batchnorm2d(c, { relu }), [...shape], true, tier);
+  // An offset of 3 makes a one-pass E[x^2] - E[x]^2 lose digits; Welford's does not.
+  const x = randomArray(rng, numel(shape), 2, 4);
+  const p = randomParams(4, c);
+  upload(rt, h.x, x);
+  uploadParams(rt, h, p);
+  submit(rt, h.ops.train);
+  const ref = batchnorm2dTrainForward({ x, shape }, p, { relu });
+  const label = `${tier.name} [${shape}] relu ${relu}`;
+  // Welford in f32 per plane, the planes then combined (the wing), or two passes of workgroup
+  // sums (plain): the mean of values near 3 carries an error of a few ulp of 3 (1e-7 each),
+  // which y = (x - mean) * invstd * weight + bias multiplies by up to invstd * weight ~ 2.6,
+  // plus the ulp of y itself (values up to ~4);
+  // measured worst 1.2e-6, on the seed's shapes.
+  const tol = { atol: 5e-6, rtol: 5e-6 };
+  assertClose(await readback(rt, h.y), ref.y, tol, `y ${label}`);
+  // The running statistics are O(1) blends of the mean and variance: measured worst 1.4e-7.
+  const stat = { atol: 1e-6, rtol: 1e-6 };
+  assertClose(
+    await readback(rt, h.params.running_mean),
+    ref.runningMean,
+    stat,
+    `rm ${label}`,
+  );
+  assertClose(await readback(rt, h.params.running_var), ref.runningVar, stat, `rv ${label}`);
+}
 
 Deno.test(
   "batchnorm2d leaves the floats past the tensor's end in its last texel alone",
@@ -253,10 +234,11 @@ Deno.test(
     const rng = random(5);
     // Texels that cross channels (49, 9) and images, or several channels at once (1); 128
     // slices of 3 images for a batch of 300, the last 28 of them empty.
-    for (const shape of [[33, 5, 7, 7], [1, 3, 3, 3], [3, 5, 1, 1], [300, 2, 3, 3]] as Shape4[]) {
+    const shapes = [[33, 5, 7, 7], [1, 3, 3, 3], [3, 5, 1, 1], [300, 2, 3, 3]] as Shape4[];
+    for (const [tier, shape] of TIERS.flatMap((t) => shapes.map((s) => [t, s] as const))) {
       for (const relu of [false, true]) {
         const c = shape[1];
-        const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
+        const h = await setup(rt, batchnorm2d(c, { relu }), [...shape], true, tier);
         const x = randomArray(rng, numel(shape), -2, 2);
         const p = randomParams(6, c);
         upload(rt, h.x, x);
@@ -264,7 +246,8 @@ Deno.test(
         submit(rt, h.ops.eval);
         const ref = batchnorm2dEvalForward({ x, shape }, p, { relu });
         // Elementwise in f32: a few ulp of values below 10.
-        assertClose(await readback(rt, h.y), ref, { atol: 1e-6, rtol: 1e-6 }, `y [${shape}]`);
+        const label = `${tier.name} y [${shape}]`;
+        assertClose(await readback(rt, h.y), ref, { atol: 1e-6, rtol: 1e-6 }, label);
         // Eval must leave the running statistics alone.
         assertClose(
           await readback(rt, h.params.running_var),
@@ -278,20 +261,20 @@ Deno.test(
 );
 
 Deno.test(
-  "batchnorm2d eval_forward indexes invocations over a 2-D grid of workgroups",
+  "batchnorm2d (CPU wing) eval_forward indexes invocations over a 2-D grid of workgroups",
   gpuTest,
   async () => {
     const rt = await testRuntime();
     const rng = random(15);
     const shape: Shape4 = [7, 5, 7, 7];
-    const h = await setup(rt, batchnorm2d(5, { relu: true }), [...shape]);
+    const h = await setup(rt, batchnorm2d(5, { relu: true }), [...shape], true, TIERS[1]);
     const x = randomArray(rng, numel(shape), -2, 2);
     const p = randomParams(16, 5);
     upload(rt, h.x, x);
     uploadParams(rt, h, p);
     // 35 invocations (5 channels x 7 slices of one image) in 3 x 2 workgroups of 8, as grid()
     // lays them out past 65,535.
-    const k = await kernel(rt, "batchnorm2d.wgsl", "eval_forward", {
+    const k = await cpuKernel(rt, "batchnorm2d.wgsl", "eval_forward", {
       BATCH: 7,
       CHANNELS: 5,
       PLANE: 49,
@@ -316,14 +299,14 @@ Deno.test(
   async () => {
     const rt = await testRuntime();
     const rng = random(7);
-    for (const shape of SHAPES) {
+    for (const [tier, shape] of TIERS.flatMap((t) => SHAPES.map((s) => [t, s] as const))) {
       for (const relu of [false, true]) {
         const c = shape[1], n = numel(shape);
-        const h = await setup(rt, batchnorm2d(c, { relu }), [...shape]);
+        const h = await setup(rt, batchnorm2d(c, { relu }), [...shape], true, tier);
         const x = randomArray(rng, n, -1, 3);
         const dy = randomArray(rng, n, -1, 1);
         const ref = await runBackward(rt, h, { x, dy, shape, p: randomParams(8, c) }, relu);
-        const label = `[${shape}] relu ${relu}`;
+        const label = `${tier.name} [${shape}] relu ${relu}`;
         // dx = k (M g - sum g - xhat sum g xhat): the terms cancel, so the f32 error scales
         // with the largest |dx| rather than with each value; measured worst 2.6e-7 * scale.
         const scale = ref.dx.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
@@ -418,6 +401,48 @@ Deno.test(
       // f32 outputs summed in f64: the difference quotient carries ~1e-7 * sqrt(n) / eps of
       // rounding, plus the eps^2 truncation of the smooth normalization; measured worst 3e-5.
       assertClose([fd], [analytic], { atol: 1e-4, rtol: 1e-4 }, `<grad, v> [${shape}]`);
+    }
+  },
+);
+
+Deno.test(
+  "batchnorm2d CPU-wing kernels match the plain ones on odd shapes, batch 1, many channels",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const rng = random(19);
+    // Batch 1 with a plane of 289 floats, the seed's BN2 (5,408 values a channel: 21 or 22
+    // for each of the plain sums' 256 invocations), 20 channels (several of the wing's
+    // workgroups of 8) and planes of 1 float over a batch of 300.
+    for (const shape of [[1, 4, 17, 17], [32, 16, 13, 13], [2, 20, 3, 3], [300, 3, 1, 1]]) {
+      const c = shape[1], n = numel(shape);
+      const x = randomArray(rng, n, -1, 3), dy = randomArray(rng, n, -1, 1);
+      const p = randomParams(20, c);
+      const outputs: Float32Array[][] = [];
+      for (const tier of TIERS) {
+        const h = await setup(rt, batchnorm2d(c, { relu: true }), shape, true, tier);
+        upload(rt, h.x, x);
+        upload(rt, h.dy, dy);
+        uploadParams(rt, h, p);
+        submit(rt, [...h.ops.train, ...h.ops.backward]);
+        const tensors = [h.y, h.dx!, h.grads.weight, h.grads.bias, h.params.running_var];
+        outputs.push(await Promise.all(tensors.map((t) => readback(rt, t))));
+      }
+      const [plain, cpu] = outputs;
+      // Both are f32 sums of the same M = N*H*W terms in another order: y within a few ulp of
+      // its magnitude (as against the reference), dx relative to its largest value, the sums
+      // within 1e-6 * sqrt(M) (see the reference tests above).
+      const m = n / c;
+      const scale = plain[1].reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+      const names = ["y", "dx", "dweight", "dbias", "running_var"];
+      const tols = [
+        { atol: 5e-6, rtol: 5e-6 },
+        { atol: 2e-6 * scale, rtol: 2e-6 },
+        { atol: 2e-6 * Math.sqrt(m), rtol: 2e-6 },
+        { atol: 2e-6 * Math.sqrt(m), rtol: 2e-6 },
+        { atol: 1e-6, rtol: 1e-6 },
+      ];
+      names.forEach((name, i) => assertClose(cpu[i], plain[i], tols[i], `${name} [${shape}]`));
     }
   },
 );

@@ -10,6 +10,8 @@ import {
 } from "./reference/conv2d.ts";
 import { conv2d } from "../lib/layers/conv2d.ts";
 import type { LayerOps } from "../lib/layers/layer.ts";
+import { buildLayer, PLAIN_TIER, type Tier, type TierName } from "../lib/tier.ts";
+import { CPU_TIER } from "../lib/cpu/tier.ts";
 import {
   idle,
   numel,
@@ -21,7 +23,9 @@ import {
   view,
 } from "../lib/runtime.ts";
 
-type Kernels = "fast" | "naive";
+/** Which tier's kernels a case runs: "plain" (the reference) or "cpu" (the tuned wing). */
+type Kernels = TierName;
+const TIER_OF: Record<TierName, Tier> = { plain: PLAIN_TIER, cpu: CPU_TIER };
 
 /** randomArray, typed for upload() (randomArray's declared type allows a shared buffer). */
 function floats(rng: Random, n: number): Float32Array<ArrayBuffer> {
@@ -100,9 +104,8 @@ async function bind(c: Case, kernels: Kernels): Promise<Bound> {
     kernelSize: c.r,
     stride: c.stride,
     padding: c.padding,
-    kernels,
   });
-  const ops = await layer.build({
+  const ops = await buildLayer(TIER_OF[kernels], layer, {
     rt,
     x: b.x,
     y: b.y,
@@ -190,13 +193,13 @@ async function checkAgainstReference(c: Case, kernels: Kernels, seed = 1) {
   assertClose(got.db, want.db, sumTolerance(n * p * q), `${name}: db`);
 }
 
-const kinds: Kernels[] = ["naive", "fast"];
+const kinds: Kernels[] = ["plain", "cpu"];
 
 Deno.test(
   "conv2d forward and backward match the reference at batch 1, 3 and 33",
   gpuTest,
   async () => {
-    // Batches that leave a group of four images partial (the fast kernels pack x and dy in
+    // Batches that leave a group of four images partial (the wing's kernels pack x and dy in
     // groups of 4), and images of 81, 550 and 98 floats: not whole texels, so pack takes its
     // unaligned path.
     for (const kernels of kinds) {
@@ -254,34 +257,47 @@ Deno.test(
   "conv2d backward_weight matches the reference across several workgroups and slices",
   gpuTest,
   async () => {
-    // The seed's two convolutions: sums of 5,408 and 800 terms, cut into slices of rows (g, p)
-    // whose parts reduce_weight adds; conv2's dw over 32 blocks.
-    await checkAgainstReference({ x: [32, 1, 28, 28], k: 16, r: 4, stride: 2, padding: 0 }, "fast");
-    await checkAgainstReference(
-      { x: [32, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 },
-      "fast",
-    );
-    // 33 images with padding; K = 13 and C*R*R = 27: blocks of dw cut at both ends.
-    await checkAgainstReference({ x: [33, 3, 12, 12], k: 13, r: 3, stride: 1, padding: 1 }, "fast");
+    // The seed's two convolutions: sums of 5,408 and 800 terms (the plain kernel: 85 and 13
+    // terms per invocation of a workgroup; the wing: slices of rows (g, p) whose parts
+    // reduce_weight adds, conv2's dw over 32 blocks).
+    for (const kernels of kinds) {
+      await checkAgainstReference(
+        { x: [32, 1, 28, 28], k: 16, r: 4, stride: 2, padding: 0 },
+        kernels,
+      );
+      await checkAgainstReference(
+        { x: [32, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 },
+        kernels,
+      );
+      // 33 images with padding; K = 13 and C*R*R = 27: blocks of dw cut at both ends.
+      await checkAgainstReference(
+        { x: [33, 3, 12, 12], k: 13, r: 3, stride: 1, padding: 1 },
+        kernels,
+      );
+    }
   },
 );
 
-Deno.test("conv2d fast kernels match the naive ones and repeat bit for bit", gpuTest, async () => {
-  const c: Case = { x: [32, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 };
-  const data = randomData(c, 7);
-  const fast = await bind(c, "fast");
-  const first = await run(fast, data);
-  const second = await run(fast, data);
-  for (const key of ["y", "dx", "dw", "db"] as const) {
-    assertClose(second[key], first[key], { atol: 0, rtol: 0 }, `fast ${key} run twice`);
-  }
-  const naive = await run(await bind(c, "naive"), data);
-  // Both are f32 sums of the same products in another order (see sumTolerance).
-  assertClose(first.y, naive.y, sumTolerance(16 * 16), "y fast vs naive");
-  assertClose(first.dx, naive.dx, sumTolerance(32 * 4), "dx fast vs naive");
-  assertClose(first.dw, naive.dw, sumTolerance(32 * 25), "dw fast vs naive");
-  assertClose(first.db, naive.db, sumTolerance(32 * 25), "db fast vs naive");
-});
+Deno.test(
+  "conv2d CPU-wing kernels match the plain ones and repeat bit for bit",
+  gpuTest,
+  async () => {
+    const c: Case = { x: [32, 16, 13, 13], k: 32, r: 4, stride: 2, padding: 0 };
+    const data = randomData(c, 7);
+    const fast = await bind(c, "cpu");
+    const first = await run(fast, data);
+    const second = await run(fast, data);
+    for (const key of ["y", "dx", "dw", "db"] as const) {
+      assertClose(second[key], first[key], { atol: 0, rtol: 0 }, `cpu ${key} run twice`);
+    }
+    const plain = await run(await bind(c, "plain"), data);
+    // Both are f32 sums of the same products in another order (see sumTolerance).
+    assertClose(first.y, plain.y, sumTolerance(16 * 16), "y cpu vs plain");
+    assertClose(first.dx, plain.dx, sumTolerance(32 * 4), "dx cpu vs plain");
+    assertClose(first.dw, plain.dw, sumTolerance(32 * 25), "dw cpu vs plain");
+    assertClose(first.db, plain.db, sumTolerance(32 * 25), "db cpu vs plain");
+  },
+);
 
 /** Runs the eval forward of `kernels` on `data` and reads y back. */
 async function evalForward(c: Case, kernels: Kernels, data: Omit<Data, "dy">) {
@@ -306,7 +322,7 @@ Deno.test(
       weight: floats(rng, numel(shape.weight)),
       bias: floats(rng, c.k),
     };
-    const y = await evalForward(c, "fast", data);
+    const y = await evalForward(c, "cpu", data);
     // The reference for the first and the last images (each image is computed on its own).
     const images = 3, plane = 28 * 28;
     for (const first of [0, 1000 - images]) {
@@ -319,18 +335,18 @@ Deno.test(
 );
 
 Deno.test(
-  "conv2d naive forward runs past 65,535 workgroups in a row (2-D grid)",
+  "conv2d plain forward runs past 65,535 workgroups in a row (2-D grid)",
   gpuTest,
   async () => {
     // 4,194,304 + 2,048 outputs, one per invocation: 65,568 workgroups of 64, a second grid row.
-    // (The fast kernels index theirs the same way, with many outputs each: far below a row.)
+    // (The wing's kernels index theirs the same way, with many outputs each: far below a row.)
     const c: Case = { x: [1, 1, 2048, 2049], k: 1, r: 1, stride: 1, padding: 0 };
     const shape = shapeOf(c);
     const rng = random(4);
     const data = { x: floats(rng, numel(c.x)), weight: floats(rng, 1), bias: floats(rng, 1) };
-    const y = await evalForward(c, "naive", data);
+    const y = await evalForward(c, "plain", data);
     // One product and the bias: f32 rounding of each of the two operations.
-    assertClose(y, conv2dForward(shape, data), { atol: 1e-6, rtol: 1e-6 }, "naive y");
+    assertClose(y, conv2dForward(shape, data), { atol: 1e-6, rtol: 1e-6 }, "plain y");
   },
 );
 
@@ -370,7 +386,7 @@ Deno.test(
       ] as Case[]
     ) {
       const data = randomData(c, 5);
-      const b = await bind(c, "fast");
+      const b = await bind(c, "cpu");
       // loss = sum(y * r) with r = dy, so <grad, v> is d loss along v.
       const grads = await run(b, data);
       const rng = random(9);

@@ -1,18 +1,8 @@
 import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, random, randomArray as randomArrayLike, testRuntime } from "./util/gpu.ts";
-import {
-  kernel,
-  op,
-  readback,
-  type Runtime,
-  submit,
-  type Tensor,
-  tensor,
-  uniform,
-  upload,
-  view,
-} from "../lib/runtime.ts";
-import type { Layer, LayerOps } from "../lib/layers/layer.ts";
+import { kernel, op, readback, type Runtime, submit, uniform, upload } from "../lib/runtime.ts";
+import type { Layer } from "../lib/layers/layer.ts";
+import { type LayerHarness, layerHarness } from "./util/layer.ts";
 import { linear } from "../lib/layers/linear.ts";
 import { linearBackward, linearForward, type LinearShape } from "./reference/linear.ts";
 
@@ -25,42 +15,10 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return s;
 };
 
-interface Harness {
-  x: Tensor;
-  y: Tensor;
-  dy: Tensor;
-  dx: Tensor | null;
-  params: Record<string, Tensor>;
-  grads: Record<string, Tensor>;
-  ops: LayerOps;
-}
+type Harness = LayerHarness;
 
-// Parameters and gradients as views into one flat buffer each, like the model's; the first view
-// starts at element 64 so that a kernel indexing from the buffer's start instead of the view fails.
-async function setup(rt: Runtime, layer: Layer, shape: number[], withDx = true): Promise<Harness> {
-  const flat = (label: string) => {
-    const offsets: number[] = [];
-    let end = 64;
-    for (const p of layer.params) {
-      offsets.push(end);
-      end += Math.ceil(p.shape.reduce((a, b) => a * b, 1) / 64) * 64;
-    }
-    const buffer = tensor(rt, [end], { label });
-    return Object.fromEntries(
-      layer.params.map((p, i) => [p.name, view(buffer, offsets[i], p.shape, p.name)]),
-    );
-  };
-  const out = layer.outputShape(shape);
-  const h: Omit<Harness, "ops"> = {
-    x: tensor(rt, shape, { label: "x" }),
-    y: tensor(rt, out, { label: "y" }),
-    dy: tensor(rt, out, { label: "dy" }),
-    dx: withDx ? tensor(rt, shape, { label: "dx" }) : null,
-    params: flat("params"),
-    grads: flat("grads"),
-  };
-  const ops = await layer.build({ rt, ...h });
-  return { ...h, ops };
+function setup(rt: Runtime, layer: Layer, shape: number[], withDx = true) {
+  return layerHarness(rt, layer, shape, { dx: withDx });
 }
 
 // Batch 1 and 1x1; nothing a multiple of 4; the seed's 32 -> 10; LeNet-5's 120 -> 84 with every

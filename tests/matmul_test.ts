@@ -1,6 +1,6 @@
 import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, testRuntime } from "./util/gpu.ts";
-import { matmul } from "../lib/matmul.ts";
+import { matmul } from "../lib/cpu/matmul.ts";
 import { random } from "../lib/random.ts";
 import { readback, submit, tensor, upload } from "../lib/runtime.ts";
 

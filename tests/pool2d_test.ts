@@ -14,6 +14,7 @@ import {
 } from "../lib/runtime.ts";
 import { avgPool2d, maxPool2d } from "../lib/layers/pool2d.ts";
 import type { Layer } from "../lib/layers/layer.ts";
+import { layerHarness } from "./util/layer.ts";
 import {
   avgPool2dBackward,
   avgPool2dForward,
@@ -46,18 +47,8 @@ function distinct(rng: Random, n: number): Float32Array<ArrayBuffer> {
 }
 
 async function setup(layer: Layer, shape: Shape4) {
-  const rt = await testRuntime();
-  const out = layer.outputShape(shape);
-  const ctx = {
-    rt,
-    x: tensor(rt, shape, { label: "x" }),
-    y: tensor(rt, out, { label: "y" }),
-    dy: tensor(rt, out, { label: "dy" }),
-    dx: tensor(rt, shape, { label: "dx" }),
-    params: {},
-    grads: {},
-  };
-  return { ...ctx, ops: await layer.build(ctx) };
+  const h = await layerHarness(await testRuntime(), layer, shape);
+  return { ...h, dx: h.dx! };
 }
 
 Deno.test("pool2d reference backward matches central finite differences (f64)", () => {

@@ -2,6 +2,7 @@ import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, random, randomArray as randomArrayLike, testRuntime } from "./util/gpu.ts";
 import { kernel, op, readback, submit, tensor, uniform, upload } from "../lib/runtime.ts";
 import { relu } from "../lib/layers/relu.ts";
+import { layerHarness } from "./util/layer.ts";
 import { reluBackward, reluForward } from "./reference/relu.ts";
 
 // randomArray's declared type (Float32Array<ArrayBufferLike>) is not accepted by upload().
@@ -14,10 +15,8 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 };
 
 async function setup(n: number) {
-  const rt = await testRuntime();
-  const t = (label: string) => tensor(rt, [n], { label });
-  const ctx = { rt, x: t("x"), y: t("y"), dy: t("dy"), dx: t("dx"), params: {}, grads: {} };
-  return { ...ctx, ops: await relu().build(ctx) };
+  const h = await layerHarness(await testRuntime(), relu(), [n]);
+  return { ...h, dx: h.dx! };
 }
 
 Deno.test("relu reference backward matches central finite differences (f64)", () => {

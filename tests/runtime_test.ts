@@ -14,16 +14,16 @@ import {
 
 Deno.test("runtime compiles a kernel once and names it in errors", gpuTest, async () => {
   const rt = await testRuntime();
-  const a = await kernel(rt, "test_scale.wgsl", "forward", { WORKGROUP: 64 });
-  const b = await kernel(rt, "test_scale.wgsl", "forward", { WORKGROUP: 64 });
+  const a = await kernel(rt, "relu.wgsl", "forward", { WORKGROUP: 64, ELEMENTS: 1 });
+  const b = await kernel(rt, "relu.wgsl", "forward", { WORKGROUP: 64, ELEMENTS: 1 });
   if (a !== b) throw new Error("the pipeline cache returned a new pipeline");
   let message = "";
   try {
-    await kernel(rt, "test_scale.wgsl", "no_such_entry");
+    await kernel(rt, "relu.wgsl", "no_such_entry");
   } catch (e) {
     message = String(e);
   }
-  if (!message.includes("test_scale.wgsl:no_such_entry")) {
+  if (!message.includes("relu.wgsl:no_such_entry")) {
     throw new Error(`the error does not name the kernel: ${message}`);
   }
 });
@@ -35,12 +35,13 @@ Deno.test("runtime op runs over a 2-D grid past one workgroup row", gpuTest, asy
   const y = tensor(rt, [n], { label: "y" });
   const data = new Float32Array(n).map((_, i) => i - 500);
   upload(rt, x, data);
-  const k = await kernel(rt, "test_scale.wgsl", "forward", { WORKGROUP: 64 });
-  const u = uniform(rt, "scale", { n, "f32:scale": 3 });
-  // 16 workgroups per row forces a second row of the grid.
+  const k = await kernel(rt, "relu.wgsl", "forward", { WORKGROUP: 64, ELEMENTS: 1 });
+  const u = uniform(rt, "relu", { count: n });
+  // 16 workgroups as 4 per row forces more rows of the grid.
   const [gx, gy] = grid(n, 64);
   submit(rt, [op(rt, k, [x, y, u], [Math.min(gx, 4), Math.ceil(gx / 4) * gy])]);
-  assertClose(await readback(rt, y), data.map((v) => 3 * v), { atol: 0, rtol: 0 }, "y = 3x");
+  const want = data.map((v) => Math.max(v, 0));
+  assertClose(await readback(rt, y), want, { atol: 0, rtol: 0 }, "y = relu(x)");
 });
 
 Deno.test(
@@ -48,15 +49,15 @@ Deno.test(
   gpuTest,
   async () => {
     const rt = await testRuntime();
-    const k = await kernel(rt, "test_scale.wgsl", "forward", { WORKGROUP: 64 });
+    const k = await kernel(rt, "relu.wgsl", "forward", { WORKGROUP: 64, ELEMENTS: 1 });
     const x = tensor(rt, [4], { label: "x" });
     let message = "";
     try {
       // The uniform binding is missing: the bind group does not match the kernel's layout.
-      await checked(rt, "features.9 (Scale)", () => op(rt, k, [x, x], 1));
+      await checked(rt, "features.9 (ReLU)", () => op(rt, k, [x, x], 1));
     } catch (e) {
       message = String(e);
     }
-    if (!message.includes("features.9 (Scale)")) throw new Error(`not named: ${message}`);
+    if (!message.includes("features.9 (ReLU)")) throw new Error(`not named: ${message}`);
   },
 );

@@ -1,6 +1,7 @@
 import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, random, testRuntime } from "./util/gpu.ts";
 import { readback, type Runtime, submit } from "../lib/runtime.ts";
+import type { TierName } from "../lib/tier.ts";
 import { tsneWorkgroup } from "../lib/tsne/kernel.ts";
 import { tsne, tsneProgram } from "../lib/tsne/tsne.ts";
 import { jointProbabilities, tsneAffinities } from "../lib/tsne/affinities.ts";
@@ -16,13 +17,11 @@ import {
 
 // The GPU tests run with each tier's workgroup (lib/tsne/kernel.ts), on the same device.
 const TIERS = ["cpu", "plain"] as const;
-type Tier = (typeof TIERS)[number];
 
 // The shared runtime as the given tier: the t-SNE reads only `rt.tier.name`.
-async function tierRuntime(name: Tier): Promise<Runtime> {
+async function tierRuntime(name: TierName): Promise<Runtime> {
   const rt = await testRuntime();
-  const tier = (rt as { tier?: object }).tier;
-  return { ...rt, tier: { ...tier, name } } as Runtime;
+  return { ...rt, tier: { ...rt.tier, name } };
 }
 
 Deno.test(
@@ -52,7 +51,7 @@ function clustered(
 }
 
 // Each GPU row as a map neighbour -> p, against the reference's rows.
-async function checkAffinities(tier: Tier, n: number, dim: number, perplexity: number) {
+async function checkAffinities(tier: TierName, n: number, dim: number, perplexity: number) {
   const rt = await tierRuntime(tier);
   const { data } = clustered(7, { n, dim, clusters: 4, spread: 0.7 });
   const gpu = await tsneAffinities(rt, data, { n, dim, perplexity });

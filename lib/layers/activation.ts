@@ -61,5 +61,6 @@ async function build(ctx: LayerContext, entry: "tanh" | "sigmoid"): Promise<Laye
     train: forward,
     eval: forward,
     backward: dx ? [op(rt, backwardK, [y, dy, dx, u], workgroups)] : [],
+    saved: {},
   };
 }

@@ -47,5 +47,6 @@ async function build(ctx: LayerContext): Promise<LayerOps> {
     train: forward,
     eval: forward,
     backward: dx ? [op(rt, backwardK, [dy, dx, u], grid(x.size, WORKGROUP * ELEMENTS))] : [],
+    saved: {},
   };
 }

@@ -1,27 +1,26 @@
 /**
  * BatchNorm2d (PyTorch's semantics), optionally with the following ReLU fused in: batch
  * statistics in training (biased variance to normalize, unbiased for the running average),
- * running statistics in eval. Kernels: kernels/batchnorm2d.wgsl.
+ * running statistics in eval. Kernels: kernels/batchnorm2d.wgsl, the plain tier (the CPU
+ * wing's tuned ones are lib/cpu/batchnorm2d.ts, tested against these).
  * @module
  */
 
-import {
-  grid,
-  kernel,
-  type Op,
-  op,
-  type Tensor,
-  tensor,
-  textureMirror,
-  uniform,
-  view,
-} from "../runtime.ts";
+import { grid, kernel, type Op, op, type Runtime, tensor, uniform } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "./layer.ts";
 
-/** At most this many invocations per workgroup (one SIMD vector on llvmpipe). */
-const WORKGROUP = 8;
-/** eval_forward: about this many invocations (channel, slice of the batch). */
-const EVAL_INVOCATIONS = 256;
+/** Invocations per workgroup of the per-value entry points. */
+const WORKGROUP = 64;
+/** Invocations per workgroup of the per-channel sums (a power of two: a tree sum). */
+const SUM_WORKGROUP = 256;
+
+/** What a BatchNorm2d layer was made with (its `config`). */
+export interface BatchnormConfig {
+  channels: number;
+  eps: number;
+  momentum: number;
+  relu: boolean;
+}
 
 /**
  * A BatchNorm2d layer over `channels` channels; with `relu: true` it also applies the ReLU
@@ -52,84 +51,69 @@ export function batchnorm2d(
     ],
     counters: ["num_batches_tracked"],
     outputShape: (input) => [...input],
+    family: "batchnorm2d",
+    config: { channels, eps, momentum, relu },
     build: (ctx) => build(ctx, { channels, eps, momentum, relu }),
   };
 }
 
 /**
- * `t` seen as whole texels (4 floats each), for the kernels' vec4 stores: its buffer holds
- * whole texels, as tensor() makes it, and the kernels write no float past `t`'s end.
+ * x's shape [N, C, H, W], checked against `config`: C channels and at least 2 values per
+ * channel (the unbiased variance divides by M - 1).
  */
-function asTexels(t: Tensor): Tensor {
-  return view(t, t.offset, [Math.ceil(t.size / 4), 4], `${t.label} (vec4)`);
+export function checkedShape(config: BatchnormConfig, shape: number[]): number[] {
+  const [batch, channels, height, width] = shape;
+  if (shape.length !== 4 || channels !== config.channels) {
+    throw new Error(`BatchNorm2d(${config.channels}): input [${shape}] is not [N,C,H,W]`);
+  }
+  if (batch * height * width < 2) {
+    throw new Error(`BatchNorm2d: training needs more than 1 value per channel, got [${shape}]`);
+  }
+  return shape;
+}
+
+/** The kernels' uniform: fields as in the WGSL struct Params, in its order. */
+function params(rt: Runtime, config: BatchnormConfig, shape: number[], momentum: number) {
+  const [batch, channels, height, width] = shape;
+  return uniform(rt, "batchnorm2d", {
+    batch,
+    channels,
+    plane: height * width,
+    "f32:eps": config.eps,
+    "f32:momentum": momentum,
+  });
 }
 
 // x [N,C,H,W], weight [C], bias [C] -> y [N,C,H,W]; saves mean, invstd, scale, shift [C,4]
-async function build(
-  ctx: LayerContext,
-  config: { channels: number; eps: number; momentum: number; relu: boolean },
-): Promise<LayerOps> {
-  const { rt, x, y, dy, params, grads } = ctx;
-  const [batch, channels, height, width] = x.shape;
-  if (x.shape.length !== 4 || channels !== config.channels) {
-    throw new Error(`BatchNorm2d(${config.channels}): input [${x.shape}] is not [N,C,H,W]`);
-  }
-  const plane = height * width;
-  if (batch * plane < 2) {
-    throw new Error(`BatchNorm2d: training needs more than 1 value per channel, got [${x.shape}]`);
-  }
-  // Training and backward: one invocation per channel, in workgroups small enough that both
-  // of llvmpipe's threads get one when there are few channels.
-  const channelGroup = Math.min(WORKGROUP, Math.ceil(channels / 2));
-  const slices = Math.min(batch, Math.ceil(EVAL_INVOCATIONS / channels));
-  const shape = { BATCH: batch, CHANNELS: channels, PLANE: plane, RELU: config.relu ? 1 : 0 };
-  const [trainK, evalK, backwardK] = await Promise.all([
-    kernel(rt, "batchnorm2d.wgsl", "train_forward", { ...shape, WORKGROUP: channelGroup }),
-    kernel(rt, "batchnorm2d.wgsl", "eval_forward", { ...shape, WORKGROUP, SLICES: slices }),
-    kernel(rt, "batchnorm2d.wgsl", "backward", { ...shape, WORKGROUP: channelGroup }),
+async function build(ctx: LayerContext, config: BatchnormConfig): Promise<LayerOps> {
+  const { rt, x, y, dy, dx, params: p, grads } = ctx;
+  const shape = checkedShape(config, x.shape);
+  const channels = shape[1];
+  const relu = { RELU: config.relu ? 1 : 0 };
+  const [statsK, normalizeK, evalK, sumsK, inputK] = await Promise.all([
+    kernel(rt, "batchnorm2d.wgsl", "statistics", { WORKGROUP: SUM_WORKGROUP, ...relu }),
+    kernel(rt, "batchnorm2d.wgsl", "normalize", { WORKGROUP, ...relu }),
+    kernel(rt, "batchnorm2d.wgsl", "eval_forward", { WORKGROUP, ...relu }),
+    kernel(rt, "batchnorm2d.wgsl", "backward_sums", { WORKGROUP: SUM_WORKGROUP, ...relu }),
+    kernel(rt, "batchnorm2d.wgsl", "backward_input", { WORKGROUP, ...relu }),
   ]);
   const saved = tensor(rt, [channels, 4], { label: "batchnorm2d mean, invstd, scale, shift" });
-  // Fields as in the WGSL struct Params, in its order.
-  const fields = (inputGrad: boolean, momentum: number) => ({
-    "f32:eps": config.eps,
-    "f32:momentum": momentum,
-    input_grad: inputGrad ? 1 : 0,
-  });
-  const trainU = uniform(rt, "batchnorm2d train", fields(false, config.momentum));
-  const evalU = uniform(rt, "batchnorm2d eval", fields(false, 0));
-  const xt = textureMirror(rt, x);
-  const dyt = textureMirror(rt, dy);
-  const perChannel = grid(channels, channelGroup);
-  const forwardBindings = [
-    xt,
-    params.weight,
-    params.bias,
-    params.running_mean,
-    params.running_var,
-    asTexels(y),
-  ];
+  const trainU = params(rt, config, shape, config.momentum);
+  const u = params(rt, config, shape, 0);
+  const perChannel = grid(channels * SUM_WORKGROUP, SUM_WORKGROUP);
+  const perValue = grid(x.size, WORKGROUP);
+  const { weight, bias, running_mean, running_var } = p;
   const train: Op[] = [
-    xt.copy,
-    op(rt, trainK, [...forwardBindings, trainU, saved], perChannel),
+    op(rt, statsK, [x, weight, bias, running_mean, running_var, saved, trainU], perChannel),
+    op(rt, normalizeK, [x, saved, y, u], perValue),
   ];
-  const evalOps: Op[] = [
-    xt.copy,
-    op(rt, evalK, [...forwardBindings, evalU], grid(channels * slices, WORKGROUP)),
+  const evalOps = [
+    op(rt, evalK, [x, weight, bias, running_mean, running_var, y, u], perValue),
   ];
-
   // dx [N,C,H,W], dweight [C], dbias [C] <- dy [N,C,H,W], x, saved statistics
-  // x's mirror is refreshed by the training forward and still holds this step's x.
-  // Without a dx to write (BatchNorm as the first layer), a stand-in is bound and not written.
-  const dx = ctx.dx ?? tensor(rt, [4], { label: "batchnorm2d unused dx" });
-  const backwardU = uniform(rt, "batchnorm2d backward", fields(ctx.dx !== null, 0));
-  const backward: Op[] = [
-    dyt.copy,
-    op(
-      rt,
-      backwardK,
-      [xt, dyt, saved, grads.weight, grads.bias, asTexels(dx), backwardU],
-      perChannel,
-    ),
-  ];
-  return { train, eval: evalOps, backward };
+  const backward: Op[] = [op(rt, sumsK, [x, dy, saved, grads.weight, grads.bias, u], perChannel)];
+  if (dx) {
+    backward.push(op(rt, inputK, [x, dy, saved, grads.weight, grads.bias, dx, u], perValue));
+  }
+  return { train, eval: evalOps, backward, saved: { statistics: saved } };
 }

@@ -246,5 +246,5 @@ async function build(
       grid(weightBlocks, WORKGROUP / split),
     ),
   );
-  return { train: [forward], eval: [forward], backward };
+  return { train: [forward], eval: [forward], backward, saved: {} };
 }

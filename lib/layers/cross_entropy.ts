@@ -54,7 +54,8 @@ export interface CrossEntropyOptions {
  *
  * @example
  * ```ts
- * import { createRuntime, submit, tensor, upload } from "../runtime.ts";
+ * import { createRuntime } from "../device.ts";
+ * import { submit, tensor, upload } from "../runtime.ts";
  * import { createStepState } from "../step_state.ts";
  *
  * const rt = await createRuntime();
@@ -118,7 +119,7 @@ export interface MetricsRows {
  *
  * @example
  * ```ts
- * import { createRuntime } from "../runtime.ts";
+ * import { createRuntime } from "../device.ts";
  *
  * const rt = await createRuntime();
  * const metrics = createMetrics(rt, 100);

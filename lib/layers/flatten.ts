@@ -21,6 +21,6 @@ export function flatten(): Layer {
     params: [],
     alias: true,
     outputShape: ([n, ...rest]) => [n, rest.reduce((a, b) => a * b, 1)],
-    build: () => Promise.resolve({ train: [], eval: [], backward: [] }),
+    build: () => Promise.resolve({ train: [], eval: [], backward: [], saved: {} }),
   };
 }

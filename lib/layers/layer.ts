@@ -36,7 +36,12 @@ export interface LayerContext {
   grads: Record<string, Tensor>;
 }
 
-/** The dispatches of one layer, in the order they run. */
+/**
+ * The dispatches of one layer, in the order they run, and what its forward leaves for its
+ * backward: `backward` reads the context's tensors (x, y, dy, params) and `saved`, which only
+ * a forward (`train`, or `eval` where it writes them too) of the same step has written. Run a
+ * forward before every backward.
+ */
 export interface LayerOps {
   /** Forward in training mode (BatchNorm: batch statistics and the running update). */
   train: Op[];
@@ -44,6 +49,12 @@ export interface LayerOps {
   eval: Op[];
   /** Writes dx (when not null) and every gradient in `grads` (overwrites, no accumulation). */
   backward: Op[];
+  /**
+   * The tensors the forward writes for the backward besides y, by what they hold:
+   * BatchNorm's batch statistics, max pooling's argmax, the CPU wing's staged weights and
+   * packed input. Empty when the backward reads only the context's tensors.
+   */
+  saved: Record<string, Tensor>;
 }
 
 /** A layer: a plain value that describes itself and builds its ops. */
@@ -59,6 +70,16 @@ export interface Layer {
   flops?(input: number[]): number;
   /** True when y is x with another shape (Flatten): the model passes views, build makes no ops. */
   alias?: boolean;
-  /** Makes the layer's ops for these tensors (pipelines come from the runtime's cache). */
+  /**
+   * The kernel family whose ops `build` makes ("conv2d": kernels/conv2d.wgsl): with `config`,
+   * what a tier recognizes a layer by (see lib/tier.ts). Absent where no tier replaces it.
+   */
+  family?: string;
+  /**
+   * What the layer was made with (Conv2d: inChannels, outChannels, kernelSize, stride,
+   * padding), so that a tier can build its own ops for it.
+   */
+  config?: Readonly<Record<string, number | boolean>>;
+  /** Makes the layer's plain ops for these tensors (pipelines come from the runtime's cache). */
   build(ctx: LayerContext): Promise<LayerOps>;
 }

@@ -78,5 +78,6 @@ async function build(ctx: LayerContext, ins: number, outs: number): Promise<Laye
     backward: [
       op(rt, backwardK, [x, params.weight, dy, grads.weight, grads.bias, u, dx], backwardGroups),
     ],
+    saved: {},
   };
 }

@@ -111,6 +111,7 @@ async function build(
       train: forward,
       eval: forward,
       backward: dx ? [op(rt, backwardK, [dy, dx, u], xGroups)] : [],
+      saved: {},
     };
   }
   // Where each window's max is, written by the forward for the backward (eval writes it too).
@@ -120,5 +121,6 @@ async function build(
     train: forward,
     eval: forward,
     backward: dx ? [op(rt, backwardK, [dy, dx, u, indices], xGroups)] : [],
+    saved: { "argmax indices": indices },
   };
 }

@@ -44,5 +44,6 @@ async function build(ctx: LayerContext): Promise<LayerOps> {
     train: forward,
     eval: forward,
     backward: dx ? [op(rt, backwardK, [x, dy, dx, u], workgroups)] : [],
+    saved: {},
   };
 }

@@ -42,7 +42,7 @@ export interface Affinities {
  *
  * @example
  * ```ts
- * import { createRuntime } from "../runtime.ts";
+ * import { createRuntime } from "../device.ts";
  * import { tsneAffinities } from "./affinities.ts";
  *
  * const rt = await createRuntime();
@@ -86,7 +86,8 @@ export interface AffinityProgram {
  *
  * @example
  * ```ts
- * import { createRuntime, readback, submit } from "../runtime.ts";
+ * import { createRuntime } from "../device.ts";
+ * import { readback, submit } from "../runtime.ts";
  * import { affinityProgram } from "./affinities.ts";
  *
  * const rt = await createRuntime();

@@ -36,7 +36,7 @@ export const SLICE = 8192;
  *
  * @example
  * ```ts
- * import { createRuntime } from "../runtime.ts";
+ * import { createRuntime } from "../device.ts";
  * import { tsneWorkgroup } from "./kernel.ts";
  *
  * const rt = await createRuntime();
@@ -44,7 +44,5 @@ export const SLICE = 8192;
  * ```
  */
 export function tsneWorkgroup(rt: Runtime): number {
-  // A runtime made before tiers existed has no `tier`: a software adapter is the CPU tier.
-  const tier = (rt as { tier?: { name: string } }).tier?.name ?? (rt.isFallback ? "cpu" : "plain");
-  return tier === "cpu" ? 8 : 64;
+  return rt.tier.name === "cpu" ? 8 : 64;
 }

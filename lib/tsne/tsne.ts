@@ -92,7 +92,7 @@ export interface TsneResult {
  *
  * @example
  * ```ts
- * import { createRuntime } from "../runtime.ts";
+ * import { createRuntime } from "../device.ts";
  * import { tsne } from "./tsne.ts";
  *
  * const rt = await createRuntime();
@@ -233,7 +233,8 @@ export interface IterationSetting {
  *
  * @example
  * ```ts
- * import { createRuntime, submit } from "../runtime.ts";
+ * import { createRuntime } from "../device.ts";
+ * import { submit } from "../runtime.ts";
  * import { jointProbabilities, tsneAffinities } from "./affinities.ts";
  * import { pcaInit } from "./pca.ts";
  * import { tsneProgram } from "./tsne.ts";

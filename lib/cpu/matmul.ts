@@ -1,22 +1,13 @@
 /**
- * The matrix product C = A B of kernels/matmul.wgsl: not used in training, it is the
+ * The matrix product C = A B of kernels/cpu/matmul.wgsl: not used in training, it is the
  * reference figure (bench/matmul_bench.ts) that says how fast this adapter can multiply and
  * add when loads are made as cheap as they can be, so that each convolution's GFLOP/s can be
  * read against it.
  * @module
  */
 
-import {
-  grid,
-  kernel,
-  type Op,
-  op,
-  type Runtime,
-  type Tensor,
-  tensor,
-  textureMirror,
-  uniform,
-} from "./runtime.ts";
+import { grid, type Op, op, type Runtime, type Tensor, tensor, uniform } from "../runtime.ts";
+import { cpuKernel, textureMirror } from "./texture.ts";
 
 /** Invocations per workgroup: few, so that small products still spread over every core. */
 const WORKGROUP = 8;
@@ -34,14 +25,11 @@ export interface Matmul {
  *
  * @example
  * ```ts
- * import { createRuntime, readback, submit, tensor, upload } from "./runtime.ts";
- * import { matmul } from "./matmul.ts";
+ * import { requestRuntime, submit, tensor } from "../runtime.ts";
  *
- * const rt = await createRuntime();
- * const a = tensor(rt, [4, 4], { label: "A" }), b = tensor(rt, [4, 4], { label: "B" });
- * upload(rt, a, Float32Array.from({ length: 16 }, (_, i) => i));
- * upload(rt, b, Float32Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? 1 : 0)));
- * const { ops, c } = await matmul(rt, a, b); // B is the identity
+ * const rt = await requestRuntime("auto");
+ * const a = tensor(rt, [8, 4], { label: "A" }), b = tensor(rt, [4, 8], { label: "B" });
+ * const { ops, c } = await matmul(rt, a, b);
  * submit(rt, ops);
  * console.log(await readback(rt, c)); // A: 0, 1, ..., 15
  * ```
@@ -63,7 +51,7 @@ export async function matmul(
   for (const q of [quads.rows, quads.cols]) {
     if (![1, 2, 4].includes(q)) throw new Error(`matmul: quads must be 1, 2 or 4, got ${q}`);
   }
-  const forward = await kernel(rt, "matmul.wgsl", "forward", {
+  const forward = await cpuKernel(rt, "matmul.wgsl", "forward", {
     WORKGROUP,
     ROW_QUADS: quads.rows,
     COL_QUADS: quads.cols,

@@ -54,20 +54,18 @@ export interface AdamW {
  *
  * @example
  * ```ts
- * import { createRuntime, readback, submit, tensor, upload } from "./runtime.ts";
+ * import { requestRuntime, submit, tensor } from "./runtime.ts";
  * import { createStepState } from "./step_state.ts";
- * import { createAdamW } from "./optim.ts";
  *
- * const rt = await createRuntime();
- * const params = tensor(rt, [4], { label: "params" });
- * const grads = tensor(rt, [4], { label: "grads" });
- * upload(rt, grads, new Float32Array([1, -1, 0.5, 0]));
+ * const rt = await requestRuntime("auto");
+ * const params = tensor(rt, [64], { label: "params" });
+ * const grads = tensor(rt, [64], { label: "grads" });
  * const state = await createStepState(rt);
  * const adamw = await createAdamW(rt, {
- *   params, grads, state: state.tensor, n: 4, lr: 1e-3, weightDecay: 1e-4,
+ *   params, grads, state: state.tensor, n: 64, lr: 1e-3, weightDecay: 1e-4,
  * });
- * submit(rt, [adamw.op, state.advanceTrain]); // after a step's forward and backward
- * console.log(await readback(rt, params)); // [-0.001, 0.001, -0.001, 0]: lr * -sign(grad)
+ * // After a step's forward and backward:
+ * submit(rt, [adamw.op, state.advanceTrain]);
  * ```
  */
 export async function createAdamW(rt: Runtime, options: AdamWOptions): Promise<AdamW> {

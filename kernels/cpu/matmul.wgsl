@@ -5,7 +5,7 @@
 //   C[i,j] = sum_k A[i,k] * B[k,j]
 //
 // legend: i row of A and C (< M), j column of B and C (< N), k (< K); K and N are multiples
-// of 4, so that a texel of A's or B's texture mirror (lib/runtime.ts textureMirror) holds
+// of 4, so that a texel of A's or B's texture mirror (lib/cpu/texture.ts textureMirror) holds
 // A[i, k..k+3] or B[k, j..j+3].
 //
 // One invocation = a block of C of 4*ROW_QUADS rows x 4*COL_QUADS columns, in mat4x4f
@@ -27,8 +27,8 @@ struct Params {
   k: u32,
 }
 
-// Texels per row of a texture mirror (lib/runtime.ts TEXTURE_ROW).
-const TEXTURE_ROW = 1024u;
+// Texels per row of a texture mirror (set from lib/cpu/texture.ts TEXTURE_ROW).
+override TEXTURE_ROW: u32;
 
 @group(0) @binding(0) var a_tex: texture_2d<f32>;
 @group(0) @binding(1) var b_tex: texture_2d<f32>;

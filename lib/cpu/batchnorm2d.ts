@@ -1,0 +1,92 @@
+/**
+ * BatchNorm2d in the CPU wing (kernels/cpu/batchnorm2d.wgsl says why this shape pays on
+ * llvmpipe). Tested against the plain tier (lib/layers/batchnorm2d.ts) and the float64
+ * reference in tests/batchnorm2d_test.ts.
+ * @module
+ */
+
+import { grid, type Op, op, type Tensor, tensor, uniform, view } from "../runtime.ts";
+import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
+import { type BatchnormConfig, checkedShape } from "../layers/batchnorm2d.ts";
+import { cpuKernel, textureMirror } from "./texture.ts";
+
+/** At most this many invocations per workgroup (one SIMD vector on llvmpipe). */
+const WORKGROUP = 8;
+/** eval_forward: about this many invocations (channel, slice of the batch). */
+const EVAL_INVOCATIONS = 256;
+
+/**
+ * `t` seen as whole texels (4 floats each), for the kernels' vec4 stores: its buffer holds
+ * whole texels, as tensor() makes it, and the kernels write no float past `t`'s end.
+ */
+function asTexels(t: Tensor): Tensor {
+  return view(t, t.offset, [Math.ceil(t.size / 4), 4], `${t.label} (vec4)`);
+}
+
+/**
+ * The tuned BatchNorm2d ops for `layer` built for `ctx`: one invocation per channel for the
+ * training forward and the backward (no second dispatch to combine partial statistics), x
+ * and dy read from texture mirrors, y and dx stored a vec4 at a time. The backward reads the
+ * batch statistics the training forward saved (mean, invstd, scale, shift [C,4]), and x's
+ * mirror that it refreshed.
+ */
+export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise<LayerOps> {
+  const config = layer.config as unknown as BatchnormConfig;
+  const { rt, x, y, dy, params, grads } = ctx;
+  const [batch, channels, height, width] = checkedShape(config, x.shape);
+  const plane = height * width;
+  // Training and backward: one invocation per channel, in workgroups small enough that both
+  // of llvmpipe's threads get one when there are few channels.
+  const channelGroup = Math.min(WORKGROUP, Math.ceil(channels / 2));
+  const slices = Math.min(batch, Math.ceil(EVAL_INVOCATIONS / channels));
+  const shape = { BATCH: batch, CHANNELS: channels, PLANE: plane, RELU: config.relu ? 1 : 0 };
+  const [trainK, evalK, backwardK] = await Promise.all([
+    cpuKernel(rt, "batchnorm2d.wgsl", "train_forward", { ...shape, WORKGROUP: channelGroup }),
+    cpuKernel(rt, "batchnorm2d.wgsl", "eval_forward", { ...shape, WORKGROUP, SLICES: slices }),
+    cpuKernel(rt, "batchnorm2d.wgsl", "backward", { ...shape, WORKGROUP: channelGroup }),
+  ]);
+  const saved = tensor(rt, [channels, 4], { label: "batchnorm2d mean, invstd, scale, shift" });
+  // Fields as in the WGSL struct Params, in its order.
+  const fields = (inputGrad: boolean, momentum: number) => ({
+    "f32:eps": config.eps,
+    "f32:momentum": momentum,
+    input_grad: inputGrad ? 1 : 0,
+  });
+  const trainU = uniform(rt, "batchnorm2d train", fields(false, config.momentum));
+  const evalU = uniform(rt, "batchnorm2d eval", fields(false, 0));
+  const xt = textureMirror(rt, x);
+  const dyt = textureMirror(rt, dy);
+  const perChannel = grid(channels, channelGroup);
+  const forwardBindings = [
+    xt,
+    params.weight,
+    params.bias,
+    params.running_mean,
+    params.running_var,
+    asTexels(y),
+  ];
+  const train: Op[] = [
+    xt.copy,
+    op(rt, trainK, [...forwardBindings, trainU, saved], perChannel),
+  ];
+  const evalOps: Op[] = [
+    xt.copy,
+    op(rt, evalK, [...forwardBindings, evalU], grid(channels * slices, WORKGROUP)),
+  ];
+
+  // dx [N,C,H,W], dweight [C], dbias [C] <- dy [N,C,H,W], x, saved statistics
+  // x's mirror is refreshed by the training forward and still holds this step's x.
+  // Without a dx to write (BatchNorm as the first layer), a stand-in is bound and not written.
+  const dx = ctx.dx ?? tensor(rt, [4], { label: "batchnorm2d unused dx" });
+  const backwardU = uniform(rt, "batchnorm2d backward", fields(ctx.dx !== null, 0));
+  const backward: Op[] = [
+    dyt.copy,
+    op(
+      rt,
+      backwardK,
+      [xt, dyt, saved, grads.weight, grads.bias, asTexels(dx), backwardU],
+      perChannel,
+    ),
+  ];
+  return { train, eval: evalOps, backward, saved: { statistics: saved } };
+}

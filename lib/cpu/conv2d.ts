@@ -1,0 +1,223 @@
+/**
+ * Conv2d in the CPU wing: three implicit matrix products, register-blocked, over activations
+ * packed in groups of four images and read from texture mirrors (kernels/cpu/conv2d.wgsl says
+ * why each choice pays on llvmpipe). Tested against the plain tier's kernels
+ * (lib/layers/conv2d.ts) in tests/conv2d_test.ts.
+ * @module
+ */
+
+import {
+  grid,
+  type Op,
+  op,
+  type Runtime,
+  type Tensor,
+  tensor,
+  type Uniform,
+  uniform,
+  view,
+} from "../runtime.ts";
+import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
+import { type Conv2dDims, conv2dDims } from "../layers/conv2d.ts";
+import { cpuKernel, textureMirror } from "./texture.ts";
+
+/** Invocations per workgroup of stage_weights, pack and reduce_weight. */
+const WORKGROUP = 64;
+/**
+ * backward_weight has few invocations (one per 16x16 block of dw and slice of the rows of dy):
+ * small workgroups spread them over the CPU's threads (llvmpipe runs a workgroup on one).
+ */
+const WEIGHT_WORKGROUP = 8;
+/** backward_weight: invocations to aim for, by cutting the rows of dy into slices. */
+const WEIGHT_INVOCATIONS = 64;
+/** forward and backward_input: invocations per workgroup (few invocations, many cores). */
+const PIXEL_WORKGROUP = 8;
+/** forward and backward_input: pixels per invocation (each for 4 images). */
+const PIXELS = 2;
+/** Floats of a uniform binding: WebGPU's default limit (64 KiB) = the WGSL arrays' size. */
+const UNIFORM_FLOATS = 16384;
+
+/** The sizes of one built convolution, and backward_weight's slices. */
+interface Dims extends Conv2dDims {
+  /** backward_weight: rows (g, p) of dy per slice (each slice sums a partial dw). */
+  sliceRows?: number;
+}
+
+/** The kernels' uniform: fields as in the WGSL struct Params, in its order. */
+function params(rt: Runtime, d: Dims): Uniform {
+  return uniform(rt, "conv2d", {
+    batch: d.batch,
+    in_channels: d.inChannels,
+    height: d.height,
+    width: d.width,
+    out_channels: d.outChannels,
+    kernel_size: d.kernelSize,
+    stride: d.stride,
+    padding: d.padding,
+    out_height: d.outHeight,
+    out_width: d.outWidth,
+    slice_rows: d.sliceRows ?? 1,
+  });
+}
+
+/** The smallest power of two of quads (4 channels) that covers n, at most `most`. */
+function quadsFor(n: number, most: number): number {
+  let quads = 1;
+  while (quads * 4 < n && quads < most) quads *= 2;
+  return quads;
+}
+
+/**
+ * The stage buffer of the fast kernels: the weights in forward's order (wf) and in
+ * backward_input's order (wb), each in a region of at least 64 KiB so that a uniform binding
+ * of that size always fits in it. Zero-filled at creation, so the padding channels read 0.
+ * Made here rather than with tensor() because it is also a UNIFORM buffer.
+ */
+function stageBuffer(rt: Runtime, floats: { wf: number; wb: number }) {
+  const region = (n: number) => Math.ceil(Math.max(n, UNIFORM_FLOATS) / 64) * 64;
+  const total = region(floats.wf) + region(floats.wb);
+  const label = "conv2d staged weights";
+  const buffer = rt.device.createBuffer({
+    label,
+    size: total * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC |
+      GPUBufferUsage.COPY_DST,
+  });
+  const all: Tensor = { buffer, shape: [total], dtype: "f32", offset: 0, size: total, label };
+  const wbAt = region(floats.wf);
+  return {
+    all,
+    wf: view(all, 0, [region(floats.wf)], "conv2d wf"),
+    wb: view(all, wbAt, [region(floats.wb)], "conv2d wb"),
+    wfUniform: view(all, 0, [UNIFORM_FLOATS], "conv2d wf (uniform)"),
+    wbUniform: view(all, wbAt, [UNIFORM_FLOATS], "conv2d wb (uniform)"),
+  };
+}
+
+// forward:  x [N,C,H,W], weight [K,C,R,R], bias [K] -> y [N,K,P,Q]
+// backward: dy [N,K,P,Q], weight -> dx [N,C,H,W];  dy, x -> dweight [K,C,R,R], dbias [K]
+/**
+ * The tuned Conv2d ops for `layer` built for `ctx`. Forward is three dispatches (stage the
+ * weights, pack x in groups of four images, convolve) and two texture copies; backward packs
+ * dy, then one dispatch for dx (when a layer below needs it) and two that write dweight and
+ * dbias (partial sums over slices of the batch, then their sum). The backward reads the staged
+ * weights and the packed x its step's forward wrote (`saved`).
+ */
+export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<LayerOps> {
+  const d: Dims = conv2dDims(layer, ctx);
+  const { rt, x, y, dy, dx, params: p, grads } = ctx;
+  const u = params(rt, d);
+  const quads = (n: number) => Math.ceil(n / 4);
+  const rr = d.kernelSize * d.kernelSize;
+  const columns = d.inChannels * rr;
+  const wfFloats = columns * quads(d.outChannels) * 4;
+  const wbFloats = d.outChannels * rr * quads(d.inChannels) * 4;
+  const staged = stageBuffer(rt, { wf: wfFloats, wb: wbFloats });
+  // Channels per invocation: up to 32 (8 quads) in forward and backward_input; up to 16 x 16
+  // (dw) in backward_weight.
+  const forwardQuads = quadsFor(d.outChannels, 8);
+  const inputQuads = quadsFor(d.inChannels, 8);
+  const weightQuads = { K_QUADS: quadsFor(d.outChannels, 4), COL_QUADS: quadsFor(columns, 4) };
+  const [stageK, forwardK, inputK, weightK, reduceK] = await Promise.all([
+    cpuKernel(rt, "conv2d.wgsl", "stage_weights", { WORKGROUP }),
+    cpuKernel(rt, "conv2d.wgsl", "forward", {
+      WORKGROUP: PIXEL_WORKGROUP,
+      QUADS: forwardQuads,
+      PIXELS,
+      UNIFORM_WEIGHTS: wfFloats <= UNIFORM_FLOATS ? 1 : 0,
+    }),
+    cpuKernel(rt, "conv2d.wgsl", "backward_input", {
+      WORKGROUP: PIXEL_WORKGROUP,
+      QUADS: inputQuads,
+      PIXELS,
+      UNIFORM_WEIGHTS: wbFloats <= UNIFORM_FLOATS ? 1 : 0,
+    }),
+    cpuKernel(rt, "conv2d.wgsl", "backward_weight", {
+      WORKGROUP: WEIGHT_WORKGROUP,
+      ...weightQuads,
+    }),
+    cpuKernel(rt, "conv2d.wgsl", "reduce_weight", { WORKGROUP }),
+  ]);
+  // x and dy packed in groups of four images, as textures (see kernels/conv2d.wgsl).
+  const groupCount = Math.ceil(d.batch / 4);
+  const x4 = await packed(rt, x, groupCount);
+  const dy4 = await packed(rt, dy, groupCount);
+
+  // Invocations: forward, 4 images x PIXELS output pixels x 4*QUADS channels;
+  // backward_input, 4 images x PIXELS input pixels of one phase (h mod S, w mod S) x 4*QUADS
+  // channels; backward_weight, one block of dw per slice of the rows (g, p) of dy4.
+  const pairs = (pixels: number) => Math.ceil(pixels / PIXELS);
+  const forwardCount = pairs(d.outHeight * d.outWidth) * groupCount *
+    Math.ceil(quads(d.outChannels) / forwardQuads);
+  const phasePixels = Math.ceil(d.height / d.stride) * Math.ceil(d.width / d.stride);
+  const inputCount = pairs(phasePixels) * d.stride * d.stride * groupCount *
+    Math.ceil(quads(d.inChannels) / inputQuads);
+  const weightBlocks = Math.ceil(columns / (4 * weightQuads.COL_QUADS)) *
+    Math.ceil(d.outChannels / (4 * weightQuads.K_QUADS));
+  // Slices: enough that backward_weight has about WEIGHT_INVOCATIONS invocations.
+  const rows = groupCount * d.outHeight;
+  const sliceRows = Math.ceil(rows / Math.min(rows, Math.ceil(WEIGHT_INVOCATIONS / weightBlocks)));
+  const slices = Math.ceil(rows / sliceRows);
+  const partRow = d.outChannels * columns + d.outChannels;
+  const part = tensor(rt, [slices, partRow], { label: "conv2d dw parts" });
+  const weightU = params(rt, { ...d, sliceRows });
+
+  const stage = op(
+    rt,
+    stageK,
+    [p.weight, staged.wf, staged.wb, u],
+    grid(d.outChannels * columns, WORKGROUP),
+  );
+  const forward = op(
+    rt,
+    forwardK,
+    [x4.texture, staged.wfUniform, staged.wf, p.bias, y, u],
+    grid(forwardCount, PIXEL_WORKGROUP),
+  );
+  // x4 is packed by the forward and still holds this step's x in the backward.
+  const backward: Op[] = [...dy4.ops];
+  if (dx) {
+    backward.push(
+      op(
+        rt,
+        inputK,
+        [dy4.texture, staged.wbUniform, staged.wb, dx, u],
+        grid(inputCount, PIXEL_WORKGROUP),
+      ),
+    );
+  }
+  backward.push(
+    op(
+      rt,
+      weightK,
+      [x4.texture, dy4.texture, part, weightU],
+      grid(weightBlocks * slices, WEIGHT_WORKGROUP),
+    ),
+    op(rt, reduceK, [part, grads.weight, grads.bias, weightU], grid(partRow, WORKGROUP)),
+  );
+  const train = [stage, ...x4.ops, forward];
+  const saved = { "staged weights": staged.all, "packed x": x4.flat };
+  return { train, eval: train, backward, saved };
+}
+
+/**
+ * `t` [N, ...] packed in groups of four images ([G, ...] of vec4, see kernels/conv2d.wgsl) in
+ * a texture, and the ops that refresh it after `t` is written: copy t to its mirror, pack,
+ * copy the packed tensor to its mirror.
+ */
+async function packed(rt: Runtime, t: Tensor, groupCount: number) {
+  const image = t.size / t.shape[0];
+  const aligned = image % 4 === 0;
+  const packK = await cpuKernel(rt, "conv2d.wgsl", "pack", { WORKGROUP, ALIGNED: aligned ? 1 : 0 });
+  const source = textureMirror(rt, t);
+  const flat = tensor(rt, [groupCount, image, 4], { label: `${t.label} packed` });
+  const texture = textureMirror(rt, flat);
+  const u = uniform(rt, "conv2d pack", { batch: t.shape[0], image });
+  const pack = op(
+    rt,
+    packK,
+    [source, flat, u],
+    grid(groupCount * Math.ceil(image / 4), WORKGROUP),
+  );
+  return { flat, texture, ops: [source.copy, pack, texture.copy] };
+}
