@@ -3,7 +3,6 @@ import { gpuTest, testRuntime, TIERS } from "./util/gpu.ts";
 import { lenet } from "../lib/models.ts";
 import { createTrainer } from "../lib/train.ts";
 import { random } from "../lib/random.ts";
-import { readback } from "../lib/runtime.ts";
 import { IMAGE_PIXELS } from "../lib/data_gpu.ts";
 import { pickTier } from "../lib/device.ts";
 
@@ -30,10 +29,8 @@ Deno.test(
     for (const tier of TIERS) {
       const rt = { ...device, tier };
       const trainer = await createTrainer(rt, lenet(), data, config);
-      await trainer.trainEpoch(1);
-      // One metrics row (loss, correct) per step.
-      const rows = await readback(rt, trainer.metrics.train);
-      losses.push(rows.filter((_, i) => i % 2 === 0));
+      // The mean loss of each of the 20 steps.
+      losses.push((await trainer.trainEpoch(1)).batches.loss);
     }
     // Both are f32 computations of the same step in other orders; on MNIST the two agree to
     // 2e-7 over 20 steps (measured), and a drift of 1e-5 would be a change in what they compute.
