@@ -98,20 +98,21 @@ export interface GatherOptions {
  *
  * @example
  * ```ts
- * import { requestRuntime, submit, tensor, upload } from "./runtime.ts";
+ * import { readbackU32, requestRuntime, submit, tensor, upload } from "./runtime.ts";
  * import { createStepState } from "./step_state.ts";
  *
  * const rt = await requestRuntime("auto");
- * const dataset = uploadDataset(rt, new Uint8Array(64 * IMAGE_PIXELS), new Uint8Array(64));
- * const order = tensor(rt, [64], { dtype: "u32", label: "order" });
- * upload(rt, order, Uint32Array.from({ length: 64 }, (_, i) => i));
+ * const dataset = uploadDataset(rt, new Uint8Array(4 * IMAGE_PIXELS), Uint8Array.of(0, 1, 2, 3));
+ * const order = tensor(rt, [4], { dtype: "u32", label: "order" });
+ * upload(rt, order, Uint32Array.of(3, 2, 1, 0));
  * const state = await createStepState(rt);
- * const x = tensor(rt, [32, 1, IMAGE_SIDE, IMAGE_SIDE], { label: "x" });
- * const labels = tensor(rt, [32], { dtype: "u32", label: "labels" });
+ * const x = tensor(rt, [2, 1, IMAGE_SIDE, IMAGE_SIDE], { label: "x" });
+ * const labels = tensor(rt, [2], { dtype: "u32", label: "labels" });
  * const gather = await gatherOp(rt, {
  *   dataset, order, state: state.tensor, x, labels, batchSize: 2, mean: 0.1307, std: 0.3081,
  * });
  * submit(rt, [gather]);
+ * console.log(await readbackU32(rt, labels)); // [3, 2]: batch 0 of the order
  * ```
  */
 export async function gatherOp(rt: Runtime, options: GatherOptions): Promise<Op> {

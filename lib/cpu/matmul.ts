@@ -25,11 +25,13 @@ export interface Matmul {
  *
  * @example
  * ```ts
- * import { requestRuntime, submit, tensor } from "../runtime.ts";
+ * import { readback, requestRuntime, submit, tensor, upload } from "../runtime.ts";
  *
  * const rt = await requestRuntime("auto");
- * const a = tensor(rt, [8, 4], { label: "A" }), b = tensor(rt, [4, 8], { label: "B" });
- * const { ops, c } = await matmul(rt, a, b);
+ * const a = tensor(rt, [4, 4], { label: "A" }), b = tensor(rt, [4, 4], { label: "B" });
+ * upload(rt, a, Float32Array.from({ length: 16 }, (_, i) => i));
+ * upload(rt, b, Float32Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? 1 : 0)));
+ * const { ops, c } = await matmul(rt, a, b); // B is the identity
  * submit(rt, ops);
  * console.log(await readback(rt, c)); // A: 0, 1, ..., 15
  * ```
