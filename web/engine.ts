@@ -1,0 +1,341 @@
+/**
+ * The page's one door to lib/: the runtime, the data, training, checkpoints, the forward pass
+ * of a drawn digit, evaluation and t-SNE. The panels call these functions and never lib/
+ * directly, so that a change of lib/'s API is met here alone.
+ * @module
+ */
+
+import {
+  buildGraph,
+  createRuntime,
+  createTrainer,
+  decodeSafetensors,
+  encodeSafetensors,
+  evaluateLogits,
+  type Evaluation,
+  forwardSplit,
+  loadStateDict,
+  type Model,
+  MODELS,
+  type PassResult,
+  readback,
+  type Runtime,
+  type Split,
+  stateDict,
+  submit,
+  tensor,
+  tsne,
+  upload,
+} from "../mod.ts";
+
+export { confusionSvg, digitsSvg, lineChartsSvg, scatterSvg } from "../lib/io/charts.ts";
+export type { Evaluation, PassResult, Runtime, Split };
+
+/** MNIST's normalization, as train uses it. */
+const MEAN = 0.1307, STD = 0.3081;
+
+/** A model with its parameters: trained here, loaded from a run, or dropped on the page. */
+export interface Net {
+  model: Model;
+  params: Float32Array<ArrayBuffer>;
+  /** Optimizer steps behind these parameters. */
+  steps: number;
+  /** Where it came from, for the page: "trained here", "run 2026-...", "model.safetensors". */
+  source: string;
+  /** The checkpoint's metadata (train's: model, epoch, options, metrics...). */
+  metadata: Record<string, string>;
+}
+
+/** The models the page trains, with what the page says of them. */
+export const MODEL_CHOICES = [
+  { name: "lenet", label: "The seed's LeNet (2 convs + BatchNorm, 8,922 parameters)" },
+  { name: "lenet5", label: "LeNet-5 (LeCun 1998: tanh, average pooling, 61,706 parameters)" },
+];
+
+/** The WebGPU device, or an error that says what is missing and how to get it. */
+export function startRuntime(): Promise<Runtime> {
+  return createRuntime("auto");
+}
+
+/** What the page says about the adapter. */
+export function describeAdapter(rt: Runtime): string {
+  const name = rt.description !== "unknown adapter" ? rt.description : rt.architecture;
+  return `WebGPU on ${rt.vendor ? `${rt.vendor} ` : ""}${name}` +
+    (rt.isFallback ? " (a software adapter: training is slow)" : "");
+}
+
+/** One split of MNIST from the server's data/mnist/<split>.safetensors. */
+export async function loadSplit(split: "train" | "test"): Promise<Split> {
+  const url = `/data/mnist/${split}.safetensors`;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const file = decodeSafetensors(new Uint8Array(await response.arrayBuffer()), { name: url });
+  const images = file.tensors.get("images"), labels = file.tensors.get("labels");
+  if (images?.dtype !== "U8" || labels?.dtype !== "U8") {
+    throw new Error(`${url}: expected U8 "images" and "labels"`);
+  }
+  return {
+    images: images.data as Uint8Array,
+    labels: labels.data as Uint8Array,
+    count: labels.shape[0],
+  };
+}
+
+/** The first `count` images of a split (a view, no copy). */
+export function firstImages(split: Split, count: number): Split {
+  const n = Math.min(count, split.count);
+  return {
+    images: split.images.subarray(0, n * 784),
+    labels: split.labels.subarray(0, n),
+    count: n,
+  };
+}
+
+/** What the page's form asks for. */
+export interface TrainSettings {
+  model: string;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  /** Training images per epoch (the first ones of the split). */
+  images: number;
+}
+
+/** Figures of a training pass so far, as the progress hook gives them. */
+export interface TrainProgress {
+  epoch: number;
+  /** Batches done and in the epoch. */
+  done: number;
+  total: number;
+  images: number;
+  /** The epoch's mean loss and accuracy so far. */
+  loss: number;
+  accuracy: number;
+}
+
+/** How the page follows a training run. */
+export interface TrainEvents {
+  onProgress(p: TrainProgress): void;
+  onEpoch(epoch: number, train: PassResult, test: PassResult): void;
+  /** Checked between GPU submits: "pause" and "stop" end the current pass there. */
+  control(): "run" | "pause" | "stop";
+  /**
+   * Called when paused with the net as it is: resolves when training may go on ("run") or
+   * must end ("stop").
+   */
+  waitWhilePaused(net: Net): Promise<"run" | "stop">;
+}
+
+/**
+ * Trains a fresh model with the seed's AdamW (weight decay 1e-4, seed 0), epoch after epoch,
+ * evaluating on the test set after each; returns the net it has when done or stopped.
+ * A paused epoch starts over when resumed (the trainer runs whole epochs); the steps it did
+ * before the pause stay in the parameters.
+ */
+export async function train(
+  rt: Runtime,
+  data: { train: Split; test: Split },
+  settings: TrainSettings,
+  events: TrainEvents,
+): Promise<Net> {
+  const model = MODELS[settings.model]();
+  const config = {
+    batchSize: settings.batchSize,
+    lr: settings.lr,
+    weightDecay: 1e-4,
+    seed: 0,
+    mean: MEAN,
+    std: STD,
+  };
+  const trainer = await createTrainer(rt, model, {
+    train: firstImages(data.train, settings.images),
+    test: data.test,
+  }, config);
+  const records: Record<string, number>[] = [];
+  const options = {
+    model: settings.model,
+    dataset: "mnist",
+    epochs: settings.epochs,
+    batchSize: settings.batchSize,
+    lr: settings.lr,
+    weightDecay: config.weightDecay,
+    seed: config.seed,
+    limit: settings.images,
+    device: "auto",
+  };
+  // The net as it is now, with the metadata train writes.
+  const snapshot = async (): Promise<Net> => ({
+    model,
+    params: new Float32Array(await readback(rt, trainer.params)),
+    steps: trainer.steps,
+    source: "trained in this page",
+    metadata: {
+      format: "pt",
+      model: model.name,
+      epoch: String(records.length),
+      steps: String(trainer.steps),
+      options: JSON.stringify(options),
+      ...(records.length > 0 ? { metrics: JSON.stringify(records.at(-1)) } : {}),
+      adapter: describeAdapter(rt),
+    },
+  });
+  for (let epoch = 1; epoch <= settings.epochs; epoch++) {
+    const result = await trainer.trainEpoch(epoch, {
+      refreshSeconds: 0.5,
+      shouldStop: () => events.control() !== "run",
+      onProgress: (p) => events.onProgress({ epoch, ...p }),
+    });
+    if (events.control() === "stop") break;
+    if (events.control() === "pause") {
+      if ((await events.waitWhilePaused(await snapshot())) === "stop") break;
+      epoch--; // the interrupted epoch again, from its first batch
+      continue;
+    }
+    const test = await trainer.evaluate();
+    records.push({
+      epoch,
+      train_loss: result.loss,
+      train_acc: result.accuracy,
+      test_loss: test.loss,
+      test_acc: test.accuracy,
+      train_seconds: Number(result.seconds.toFixed(3)),
+      train_images_per_s: Math.round(result.images / result.seconds),
+      test_seconds: Number(test.seconds.toFixed(3)),
+    });
+    events.onEpoch(epoch, result, test);
+  }
+  return await snapshot();
+}
+
+/** The net as model.safetensors, the file train writes (PyTorch loads it with strict=True). */
+export function checkpointBytes(net: Net): Uint8Array {
+  return encodeSafetensors(stateDict(net.model, net.params, net.steps), net.metadata);
+}
+
+/**
+ * A net from the bytes of a model.safetensors. Throws, naming `name`, when the file is not
+ * safetensors, names a model we do not know, or is not a checkpoint of its model.
+ */
+export function readCheckpoint(bytes: Uint8Array, name: string, source = name): Net {
+  const file = decodeSafetensors(bytes, { name });
+  const modelName = file.metadata.model ?? guessModel(file.tensors);
+  const make = MODELS[modelName];
+  if (!make) {
+    throw new Error(
+      `${name}: unknown model "${modelName}" (this page knows ${Object.keys(MODELS).join(", ")})`,
+    );
+  }
+  let options = {};
+  try {
+    options = JSON.parse(file.metadata.options ?? "{}");
+  } catch {
+    throw new Error(`${name}: its "options" metadata is not JSON`);
+  }
+  const model = make(options);
+  const { params, steps } = loadStateDict(model, file, name);
+  return { model, params, steps, source, metadata: { ...file.metadata } };
+}
+
+/** A checkpoint without our metadata (saved by PyTorch): its model from its first tensor. */
+function guessModel(tensors: Map<string, { shape: number[] }>): string {
+  const first = tensors.get("features.0.weight")?.shape[0];
+  return first === 6 ? "lenet5" : "lenet";
+}
+
+/** One layer's output for the drawn digit: [channels, height, width]. */
+export interface FeatureMap {
+  name: string;
+  type: string;
+  shape: number[];
+  values: Float32Array;
+}
+
+/** The forward pass of one image, kept on the device for the strokes of a drawing. */
+export interface Inspector {
+  /** Class probabilities and every conv layer's output for a 28x28 image in [0, 1]. */
+  run(pixels: Float32Array): Promise<{ probabilities: Float32Array; maps: FeatureMap[] }>;
+  destroy(): void;
+}
+
+/** Builds the batch-1 eval graph of `net` once; `run` then uploads, submits and reads back. */
+export async function createInspector(rt: Runtime, net: Net): Promise<Inspector> {
+  const { model } = net;
+  const params = tensor(rt, [model.layout.size], { label: "inspector params" });
+  upload(rt, params, net.params);
+  const grads = tensor(rt, [model.layout.size], { label: "inspector grads (unused)" });
+  const graph = await buildGraph(rt, model, { batch: 1, params, grads });
+  const convs = model.layers.filter(({ layer }) => layer.type.startsWith("Conv2d"));
+  const width = graph.x.shape[3], pad = model.pad;
+  return {
+    async run(pixels) {
+      const x = new Float32Array(graph.x.size);
+      for (let y = 0; y < 28; y++) {
+        for (let i = 0; i < 28; i++) {
+          x[(y + pad) * width + i + pad] = (pixels[y * 28 + i] - MEAN) / STD;
+        }
+      }
+      upload(rt, graph.x, x);
+      submit(rt, graph.eval);
+      const logits = await readback(rt, graph.logits);
+      const maps: FeatureMap[] = [];
+      for (const { name, layer } of convs) {
+        const out = graph.outputs.get(name)!;
+        maps.push({
+          name,
+          type: layer.type,
+          shape: out.shape.slice(1),
+          values: await readback(rt, out),
+        });
+      }
+      return { probabilities: softmax(logits), maps };
+    },
+    destroy() {
+      params.buffer.destroy();
+      grads.buffer.destroy();
+    },
+  };
+}
+
+/** conv1's weights [out, in, k, k], for the filters panel. */
+export function firstFilters(net: Net): { shape: number[]; values: Float32Array } {
+  const entry = net.model.layout.entries.find((e) => e.name === "features.0.weight")!;
+  return {
+    shape: entry.shape,
+    values: net.params.subarray(entry.offset, entry.offset + entry.size),
+  };
+}
+
+/** Logits of every image of `split` (eval mode), and the seed's figures and confusion matrix. */
+export async function evaluate(
+  rt: Runtime,
+  net: Net,
+  split: Split,
+): Promise<{ logits: Float32Array; evaluation: Evaluation }> {
+  const { values } = await forwardSplit(rt, net.model, split, {
+    params: net.params,
+    mean: MEAN,
+    std: STD,
+  });
+  return { logits: values, evaluation: evaluateLogits(values, split.labels, { classes: 10 }) };
+}
+
+/** t-SNE of `n` rows of `dim` values on the GPU (the seed's settings), [n, 2]. */
+export async function embed(
+  rt: Runtime,
+  values: Float32Array,
+  options: { n: number; dim: number; onProgress?: (iteration: number) => void },
+): Promise<Float32Array> {
+  const { points } = await tsne(rt, values, {
+    n: options.n,
+    dim: options.dim,
+    onProgress: options.onProgress,
+  });
+  return points;
+}
+
+function softmax(logits: Float32Array): Float32Array {
+  const max = Math.max(...logits);
+  const e = logits.map((z) => Math.exp(z - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
+}
