@@ -75,6 +75,7 @@ export function setupTraining(app: App): void {
     const table = document.querySelector<HTMLTableElement>("#epochs")!;
     table.tBodies[0].replaceChildren();
     table.hidden = true;
+    for (const key of ["firstLoss", "lastLoss", "points"]) delete progress.dataset[key];
     drawCurves(curvesBox, curves, settings.epochs);
     try {
       setStatus("Fetching the MNIST training set (47 MB)…");
@@ -160,6 +161,9 @@ function follower(
         const accuracy = (100 * (correct - last.correct)) / (p.images - last.images);
         const x = p.epoch - 1 + p.done / p.total;
         curves.trainLoss.push({ x, y: loss });
+        progress.dataset.firstLoss ??= String(loss);
+        progress.dataset.lastLoss = String(loss);
+        progress.dataset.points = String(curves.trainLoss.length);
         curves.trainAccuracy.push({ x, y: accuracy });
         drawCurves(curvesBox, curves, settings.epochs);
       }

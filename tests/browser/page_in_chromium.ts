@@ -1,0 +1,168 @@
+/**
+ * The page in a real browser: Debian's chromium driven by playwright-core, WebGPU on
+ * SwiftShader (slow: a few hundred training steps at most). Run by `deno task test:browser`,
+ * not by `deno task test`: the file name is not a test file's on purpose.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { join } from "node:path";
+import { chromium, type Page } from "playwright-core";
+import { createRuntime, evaluateLogits, forwardSplit } from "../../mod.ts";
+import { loadRun } from "../../lib/io/runs.ts";
+import { loadDataset } from "../../lib/io/mnist.ts";
+import { ROOT, type Server, startServer } from "./server.ts";
+
+const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
+const WEBGPU = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"];
+const SAMPLE = 1000;
+
+async function withPage(
+  server: Server,
+  options: { args: string[]; path?: string; init?: string },
+  fn: (page: Page) => Promise<void>,
+): Promise<void> {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: options.args });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1240, height: 900 } });
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    if (options.init) await page.addInitScript(options.init);
+    await page.goto(new URL(options.path ?? "/", server.url).href);
+    await fn(page);
+    assert.deepEqual(errors, [], "no uncaught error in the page");
+  } finally {
+    await browser.close();
+  }
+}
+
+/** A small run of `deno task train` in `runs`: 640 images, 1 epoch. */
+async function trainRun(runs: string): Promise<string> {
+  const out = join(runs, "cli");
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "train", "--limit", "640", "--epochs", "1", "--quiet", "--out", out],
+    cwd: ROOT,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  return out;
+}
+
+const runs = await Deno.makeTempDir({ dir: join(ROOT, "runs"), prefix: "browser-test-" })
+  .catch(async () => {
+    await Deno.mkdir(join(ROOT, "runs"), { recursive: true });
+    return await Deno.makeTempDir({ dir: join(ROOT, "runs"), prefix: "browser-test-" });
+  });
+
+Deno.test({
+  name: "the page in chromium on SwiftShader",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const run = await trainRun(runs);
+    const server = await startServer({ runs });
+    try {
+      await t.step("trains the seed model and its loss falls", async () => {
+        await withPage(server, { args: WEBGPU }, async (page) => {
+          await page.waitForSelector("#train:enabled");
+          assert.match(await page.textContent("#status") ?? "", /WebGPU on google/);
+          await page.fill("input[name=epochs]", "1");
+          await page.fill("input[name=images]", "6400");
+          await page.click("#train");
+          await page.waitForSelector("#epochs tbody tr", { timeout: 120_000 });
+          const first = Number(await page.getAttribute("#progress", "data-first-loss"));
+          const last = Number(await page.getAttribute("#progress", "data-last-loss"));
+          const points = Number(await page.getAttribute("#progress", "data-points"));
+          assert.ok(points >= 3, `${points} progress readouts`);
+          assert.ok(first > 2 && last < first - 0.2, `loss from ${first} to ${last}`);
+          const rate = await page.getAttribute("#progress", "data-images-per-second");
+          console.log(`page: ${rate} images/s (lenet, batch 32, SwiftShader)`);
+          // The model trained in the page is the current one: the drawing panel uses it.
+          await page.waitForSelector("#download:enabled");
+        });
+      });
+
+      await t.step("a run loaded with ?run= scores as the CLI on 1,000 test images", async () => {
+        const loaded = await loadRun(run);
+        const { test } = await loadDataset(join(ROOT, "data"), "mnist");
+        const sample = {
+          images: test.images.subarray(0, SAMPLE * 784),
+          labels: test.labels.subarray(0, SAMPLE),
+          count: SAMPLE,
+        };
+        const rt = await createRuntime("auto");
+        const { values } = await forwardSplit(rt, loaded.model, sample, {
+          params: loaded.params,
+          mean: 0.1307,
+          std: 0.3081,
+        });
+        const cli = evaluateLogits(values, sample.labels, { classes: 10 });
+        rt.device.destroy();
+        const cliCorrect = Math.round((cli.accuracy * SAMPLE) / 100);
+        await withPage(server, { args: WEBGPU, path: "/?run=cli" }, async (page) => {
+          await page.waitForSelector("#sample-accuracy[data-correct]", { timeout: 60_000 });
+          const correct = Number(await page.getAttribute("#sample-accuracy", "data-correct"));
+          assert.equal(correct, cliCorrect, `page ${correct} correct, CLI ${cliCorrect}`);
+          assert.ok(correct > 150, "the run learned something");
+
+          // Strokes drawn with the mouse give a prediction and ten probabilities.
+          const box = (await page.locator("#draw").boundingBox())!;
+          await page.mouse.move(box.x + 100, box.y + 60);
+          await page.mouse.down();
+          for (let i = 0; i <= 20; i++) {
+            await page.mouse.move(box.x + 100 + i * 4, box.y + 60 + i * 8);
+          }
+          await page.mouse.up();
+          await page.waitForFunction(
+            "/^[0-9]$/.test(document.querySelector('#prediction').textContent)",
+          );
+          const probabilities = await page.$$eval(
+            "#probabilities .prob",
+            (rows) => rows.map((r) => Number(r.getAttribute("data-probability"))),
+          );
+          assert.equal(probabilities.length, 10);
+          assert.ok(Math.abs(probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-4);
+          const predicted = Number(await page.textContent("#prediction"));
+          assert.equal(predicted, probabilities.indexOf(Math.max(...probabilities)));
+          await page.click("#clear");
+          assert.equal(await page.textContent("#prediction"), "–");
+        });
+      });
+
+      await t.step("a dropped file that is not a checkpoint is named and explained", async () => {
+        await withPage(server, { args: WEBGPU }, async (page) => {
+          await page.waitForSelector("#train:enabled");
+          await page.setInputFiles("#file", {
+            name: "model.safetensors",
+            mimeType: "application/octet-stream",
+            buffer: Buffer.from("not a safetensors file at all"),
+          });
+          await page.waitForSelector("#drop-message:not([hidden])");
+          assert.match(await page.textContent("#drop-message") ?? "", /model\.safetensors/);
+        });
+      });
+
+      await t.step("without WebGPU the page says what is missing", async () => {
+        // No flags: chromium offers no adapter here.
+        await withPage(server, { args: [] }, async (page) => {
+          await page.waitForSelector("#no-webgpu:not([hidden])");
+          assert.match(await page.textContent("#no-webgpu") ?? "", /no adapter/);
+          assert.equal(await page.isVisible("#app"), false);
+        });
+        // No navigator.gpu at all (another browser).
+        await withPage(server, {
+          args: WEBGPU,
+          init: "Object.defineProperty(Navigator.prototype, 'gpu', { value: undefined });",
+        }, async (page) => {
+          await page.waitForSelector("#no-webgpu:not([hidden])");
+          assert.match(await page.textContent("#no-webgpu") ?? "", /navigator\.gpu is missing/);
+        });
+      });
+    } finally {
+      await server.stop();
+      await Deno.remove(runs, { recursive: true });
+    }
+  },
+});
