@@ -9,9 +9,6 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { chromium, type Page } from "playwright-core";
-import { createRuntime, evaluateLogits, forwardSplit } from "../../mod.ts";
-import { loadRun } from "../../lib/io/runs.ts";
-import { loadDataset } from "../../lib/io/mnist.ts";
 import { ROOT, type Server, startServer } from "./server.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
@@ -50,6 +47,19 @@ async function trainRun(runs: string): Promise<string> {
   return out;
 }
 
+/** How many of the first `count` test images the CLI's evaluation gets right. */
+async function cliCorrectCount(run: string, count: number): Promise<number> {
+  const { stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "tests/browser/cli_accuracy.ts", run, String(count)],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const line = new TextDecoder().decode(stdout).match(/^correct (\d+)$/m);
+  assert.ok(line, `cli_accuracy.ts printed no count:\n${new TextDecoder().decode(stderr)}`);
+  return Number(line[1]);
+}
+
 const runs = await Deno.makeTempDir({ dir: join(ROOT, "runs"), prefix: "browser-test-" })
   .catch(async () => {
     await Deno.mkdir(join(ROOT, "runs"), { recursive: true });
@@ -85,22 +95,7 @@ Deno.test({
       });
 
       await t.step("a run loaded with ?run= scores as the CLI on 1,000 test images", async () => {
-        const loaded = await loadRun(run);
-        const { test } = await loadDataset(join(ROOT, "data"), "mnist");
-        const sample = {
-          images: test.images.subarray(0, SAMPLE * 784),
-          labels: test.labels.subarray(0, SAMPLE),
-          count: SAMPLE,
-        };
-        const rt = await createRuntime("auto");
-        const { values } = await forwardSplit(rt, loaded.model, sample, {
-          params: loaded.params,
-          mean: 0.1307,
-          std: 0.3081,
-        });
-        const cli = evaluateLogits(values, sample.labels, { classes: 10 });
-        rt.device.destroy();
-        const cliCorrect = Math.round((cli.accuracy * SAMPLE) / 100);
+        const cliCorrect = await cliCorrectCount(run, SAMPLE);
         await withPage(server, { args: WEBGPU, path: "/?run=cli" }, async (page) => {
           await page.waitForSelector("#sample-accuracy[data-correct]", { timeout: 60_000 });
           const correct = Number(await page.getAttribute("#sample-accuracy", "data-correct"));
