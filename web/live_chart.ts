@@ -32,11 +32,11 @@ export function drawCurves(container: HTMLElement, curves: Curves, epochs: numbe
     panel("Loss", "Loss", [
       { name: "Train (recent batches)", points: curves.trainLoss },
       { name: "Test", points: curves.testLoss },
-    ], epochs),
+    ], { epochs, legend: "top" }),
     panel("Accuracy", "Accuracy (%)", [
       { name: "Train (recent batches)", points: curves.trainAccuracy },
       { name: "Test", points: curves.testAccuracy },
-    ], epochs),
+    ], { epochs, legend: "bottom" }),
   );
 }
 
@@ -44,8 +44,9 @@ function panel(
   title: string,
   yLabel: string,
   series: { name: string; points: CurvePoint[] }[],
-  epochs: number,
+  options: { epochs: number; legend: "top" | "bottom" },
 ): SVGSVGElement {
+  const { epochs } = options;
   const width = 440, height = 300;
   const m = { top: 34, right: 20, bottom: 44, left: 58 };
   const svg = d3.create("svg").attr("viewBox", `0 0 ${width} ${height}`)
@@ -75,8 +76,10 @@ function panel(
         "cy",
         (p: CurvePoint) => y(p.y),
       );
+    // Loss falls and accuracy rises: the legend goes where the curves are not (mostly).
+    const top = options.legend === "top" ? m.top + 4 : height - m.bottom - 14 - 18 * series.length;
     const legend = svg.append("g")
-      .attr("transform", `translate(${width - m.right - 170},${m.top + 4 + 18 * k})`);
+      .attr("transform", `translate(${width - m.right - 170},${top + 18 * k})`);
     legend.append("line").attr("x2", 20).attr("stroke", color).attr("stroke-width", 2);
     legend.append("text").attr("x", 26).attr("dy", "0.35em").attr("font-size", 12).text(s.name);
   });

@@ -64,31 +64,45 @@ export function setupTsne(app: App): void {
   });
 }
 
-/** Shows the digit under the pointer beside it, with its label and the prediction. */
+/** Shows the digit of the point nearest the pointer (within 8 pixels), beside it. */
 function hoverDigits(box: HTMLElement, app: App, predictions: Uint8Array): void {
-  const circles = [...box.querySelectorAll<SVGCircleElement>("circle.point")];
+  const svg = box.querySelector("svg")!;
+  const circles = [...svg.querySelectorAll<SVGCircleElement>("circle.point")];
+  const xs = circles.map((c) => Number(c.getAttribute("cx")));
+  const ys = circles.map((c) => Number(c.getAttribute("cy")));
   const tip = document.createElement("div");
   tip.className = "tip";
   tip.hidden = true;
   box.append(tip);
-  circles.forEach((circle, i) => {
-    circle.addEventListener("mouseenter", () => {
-      const label = app.test.labels[i];
-      tip.replaceChildren(
-        digitCanvas(app.test.images.subarray(i * 784, (i + 1) * 784), { max: 255, scale: 3 }),
-        Object.assign(document.createElement("p"), {
-          textContent: `test image ${i}: a ${label}, predicted ${predictions[i]}`,
-        }),
-      );
-      const r = circle.getBoundingClientRect(), b = box.getBoundingClientRect();
-      tip.style.left = `${r.right - b.left + 8}px`;
-      tip.style.top = `${r.top - b.top - 20}px`;
-      tip.hidden = false;
-      circle.setAttribute("r", "5");
-    });
-    circle.addEventListener("mouseleave", () => {
-      tip.hidden = true;
-      circle.setAttribute("r", "2.5");
-    });
+  let shown = -1;
+  const show = (i: number) => {
+    if (i === shown) return;
+    circles[shown]?.setAttribute("r", "2.5");
+    shown = i;
+    tip.hidden = i < 0;
+    if (i < 0) return;
+    circles[i].setAttribute("r", "5");
+    const label = app.test.labels[i];
+    tip.replaceChildren(
+      digitCanvas(app.test.images.subarray(i * 784, (i + 1) * 784), { max: 255, scale: 3 }),
+      Object.assign(document.createElement("p"), {
+        textContent: `test image ${i}: a ${label}, predicted ${predictions[i]}`,
+      }),
+    );
+    const r = circles[i].getBoundingClientRect(), b = box.getBoundingClientRect();
+    tip.style.left = `${r.right - b.left + box.scrollLeft + 8}px`;
+    tip.style.top = `${r.top - b.top - 20}px`;
+  };
+  svg.addEventListener("mousemove", (e) => {
+    // The svg's user units are its pixels (viewBox = width x height).
+    const rect = svg.getBoundingClientRect();
+    const x = e.clientX - rect.left, y = e.clientY - rect.top;
+    let best = -1, bestDistance = 64;
+    for (let i = 0; i < xs.length; i++) {
+      const d = (xs[i] - x) ** 2 + (ys[i] - y) ** 2;
+      if (d < bestDistance) [best, bestDistance] = [i, d];
+    }
+    show(best);
   });
+  svg.addEventListener("mouseleave", () => show(-1));
 }

@@ -123,6 +123,17 @@ Deno.test({
           assert.equal(predicted, probabilities.indexOf(Math.max(...probabilities)));
           await page.click("#clear");
           assert.equal(await page.textContent("#prediction"), "–");
+
+          // The t-SNE map: 1,000 points, and a point's digit on hover.
+          await page.click("#tsne-run");
+          await page.waitForSelector("#tsne svg", { timeout: 120_000 });
+          assert.equal(await page.locator("#tsne circle.point").count(), SAMPLE);
+          await page.hover("#tsne circle.point >> nth=3", { force: true });
+          await page.waitForSelector("#tsne .tip:not([hidden])");
+          assert.match(
+            await page.textContent("#tsne .tip") ?? "",
+            /test image \d+: a \d, predicted \d/,
+          );
         });
       });
 
