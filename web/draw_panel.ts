@@ -54,6 +54,7 @@ export function setupDrawing(app: App, view: MapsView): void {
   };
 
   app.onNet((net) => {
+    document.querySelector<HTMLElement>("#draw-hint")!.hidden = true;
     const previous = inspector;
     inspector = createInspector(app.rt, net);
     previous?.then((p) => p.destroy());

@@ -46,7 +46,7 @@ export function setupTestSet(app: App): void {
         images,
         shown.map((i) => app.test.labels[i]),
         {
-          columns: 10,
+          columns: 6,
           titles: shown.map((i) => `${app.test.labels[i]} → ${predictions[i]}`),
           scale: 2,
         },

@@ -54,6 +54,7 @@ export function setupTraining(app: App): void {
       setStatus("Pausing after the steps in flight…");
     } else if (state === "pause") {
       setState("run");
+      setStatus("Training again, from the start of the paused epoch…");
       resume?.("run");
     }
   });
@@ -98,8 +99,11 @@ export function setupTraining(app: App): void {
           return new Promise((resolve) => resume = resolve);
         },
       });
-      const epochs = trained.metadata.epoch;
-      setStatus(`Trained ${settings.model}: ${epochs} epoch(s), ${trained.steps} steps.`);
+      const epochs = Number(trained.metadata.epoch);
+      setStatus(
+        `${epochs < settings.epochs ? "Stopped" : "Trained"} ${settings.model}: ` +
+          `${epochs} of ${settings.epochs} epoch(s) done, ${trained.steps} steps.`,
+      );
       app.setNet(trained);
     } catch (e) {
       console.error(e);

@@ -94,6 +94,32 @@ Deno.test({
         });
       });
 
+      await t.step("Pause hands the model so far to the drawing panel; Stop ends", async () => {
+        await withPage(server, { args: WEBGPU }, async (page) => {
+          await page.waitForSelector("#train:enabled");
+          await page.fill("input[name=epochs]", "2");
+          await page.fill("input[name=images]", "32000");
+          await page.click("#train");
+          await page.waitForSelector("#progress[data-points]", { timeout: 60_000 });
+          await page.click("#pause");
+          await page.waitForFunction(
+            "/^Paused/.test(document.querySelector('#status').textContent)",
+          );
+          assert.equal(await page.textContent("#pause"), "Resume");
+          assert.match(await page.textContent("#model-info") ?? "", /trained in this page/);
+          await page.click("#pause");
+          await page.waitForFunction(
+            "/^Training/.test(document.querySelector('#status').textContent)",
+          );
+          await page.click("#stop");
+          await page.waitForSelector("#train:enabled", { timeout: 60_000 });
+          assert.match(
+            await page.textContent("#status") ?? "",
+            /Stopped lenet: 0 of 2 epoch\(s\) done/,
+          );
+        });
+      });
+
       await t.step("a run loaded with ?run= scores as the CLI on 1,000 test images", async () => {
         const cliCorrect = await cliCorrectCount(run, SAMPLE);
         await withPage(server, { args: WEBGPU, path: "/?run=cli" }, async (page) => {
