@@ -60,6 +60,29 @@ async function cliCorrectCount(run: string, count: number): Promise<number> {
   return Number(line[1]);
 }
 
+/**
+ * PyTorch's test accuracy for a checkpoint loaded into the seed's model with strict=True
+ * (tests/pytorch/load_checkpoint.py), or null without a python3 that has torch.
+ */
+async function torchScore(model: string): Promise<{ accuracy: number; tensors: number } | null> {
+  const script = join(ROOT, "tests", "pytorch", "load_checkpoint.py");
+  const test = join(ROOT, "data", "mnist", "test.safetensors");
+  for (const python of ["python3", "/usr/bin/python3"]) {
+    const has = await new Deno.Command(python, { args: ["-c", "import torch"], stderr: "null" })
+      .output().then((r) => r.success, () => false);
+    if (!has) continue;
+    const r = await new Deno.Command(python, {
+      args: [script, model, test],
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .output();
+    assert.ok(r.success, new TextDecoder().decode(r.stderr));
+    return JSON.parse(new TextDecoder().decode(r.stdout));
+  }
+  return null;
+}
+
 const runs = await Deno.makeTempDir({ dir: join(ROOT, "runs"), prefix: "browser-test-" })
   .catch(async () => {
     await Deno.mkdir(join(ROOT, "runs"), { recursive: true });
@@ -89,8 +112,24 @@ Deno.test({
           assert.ok(first > 2 && last < first - 0.2, `loss from ${first} to ${last}`);
           const rate = await page.getAttribute("#progress", "data-images-per-second");
           console.log(`page: ${rate} images/s (lenet, batch 32, SwiftShader)`);
-          // The model trained in the page is the current one: the drawing panel uses it.
+          // The model trained in the page downloads in train's format.
           await page.waitForSelector("#download:enabled");
+          const [download] = await Promise.all([
+            page.waitForEvent("download"),
+            page.click("#download"),
+          ]);
+          assert.equal(download.suggestedFilename(), "model.safetensors");
+          const file = join(runs, "page-model.safetensors");
+          await download.saveAs(file);
+          const pageAccuracy = await page.textContent("#epochs tbody tr td:nth-child(5)");
+          const torch = await torchScore(file);
+          if (torch) {
+            assert.equal(torch.tensors, 16);
+            assert.equal(`${torch.accuracy.toFixed(2)}%`, pageAccuracy, "PyTorch vs the page");
+            console.log(`the download in PyTorch (strict=True): ${pageAccuracy} as in the page`);
+          } else {
+            console.log("no python3 with torch: the PyTorch check of the download is skipped");
+          }
         });
       });
 

@@ -71,16 +71,11 @@ try {
 
 /** The rectangle around several elements, in page coordinates, for one screenshot. */
 async function clipOf(page: import("playwright-core").Page, selectors: string[]) {
-  const boxes = await Promise.all(
-    selectors.map((s) =>
-      page.locator(s).evaluate((e) => {
-        const r = e.getBoundingClientRect();
-        return { x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height };
-      })
-    ),
-  );
-  const x = Math.min(...boxes.map((b) => b!.x)), y = Math.min(...boxes.map((b) => b!.y));
-  const right = Math.max(...boxes.map((b) => b!.x + b!.width));
-  const bottom = Math.max(...boxes.map((b) => b!.y + b!.height));
+  const [scrollX, scrollY] = await page.evaluate("[scrollX, scrollY]") as number[];
+  const boxes = (await Promise.all(selectors.map((s) => page.locator(s).boundingBox())))
+    .map((b) => ({ ...b!, x: b!.x + scrollX, y: b!.y + scrollY }));
+  const x = Math.min(...boxes.map((b) => b.x)), y = Math.min(...boxes.map((b) => b.y));
+  const right = Math.max(...boxes.map((b) => b.x + b.width));
+  const bottom = Math.max(...boxes.map((b) => b.y + b.height));
   return { x, y, width: right - x, height: bottom - y };
 }
