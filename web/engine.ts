@@ -217,7 +217,23 @@ export function checkpointBytes(net: Net): Uint8Array {
  * safetensors, names a model we do not know, or is not a checkpoint of its model.
  */
 export function readCheckpoint(bytes: Uint8Array, name: string, source = name): Net {
-  const file = decodeSafetensors(bytes, { name });
+  let file;
+  try {
+    file = decodeSafetensors(bytes, { name });
+  } catch (e) {
+    const reason = (e as Error).message.replace(`${name}: `, "");
+    throw new Error(`${name} is not a safetensors file (${reason}).`);
+  }
+  if (!file.tensors.has("features.0.weight")) {
+    const names = [...file.tensors.keys()];
+    throw new Error(
+      `${name} is not a model checkpoint: it holds ${
+        names.length > 0
+          ? names.slice(0, 5).join(", ") + (names.length > 5 ? ", ..." : "")
+          : "no tensor"
+      }, where a model.safetensors of deno task train or of this page holds features.0.weight, ...`,
+    );
+  }
   const modelName = file.metadata.model ?? guessModel(file.tensors);
   const make = MODELS[modelName];
   if (!make) {

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { chromium, type Page } from "playwright-core";
+import { encodeSafetensors } from "../../mod.ts";
 import { ROOT, type Server, startServer } from "./server.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
@@ -205,13 +206,27 @@ Deno.test({
       await t.step("a dropped file that is not a checkpoint is named and explained", async () => {
         await withPage(server, { args: WEBGPU }, async (page) => {
           await page.waitForSelector("#train:enabled");
-          await page.setInputFiles("#file", {
-            name: "model.safetensors",
-            mimeType: "application/octet-stream",
-            buffer: Buffer.from("not a safetensors file at all"),
+          const drop = async (name: string, bytes: Uint8Array) => {
+            await page.setInputFiles("#file", {
+              name,
+              mimeType: "application/octet-stream",
+              buffer: Buffer.from(bytes),
+            });
+            await page.waitForSelector("#drop-message:not([hidden])");
+            return await page.textContent("#drop-message") ?? "";
+          };
+          assert.match(
+            await drop("model.safetensors", new TextEncoder().encode("not a safetensors file")),
+            /^model\.safetensors is not a safetensors file \(header length/,
+          );
+          const data = encodeSafetensors({
+            images: { dtype: "U8", shape: [1, 28, 28], data: new Uint8Array(784) },
           });
-          await page.waitForSelector("#drop-message:not([hidden])");
-          assert.match(await page.textContent("#drop-message") ?? "", /model\.safetensors/);
+          assert.match(
+            await drop("test.safetensors", data),
+            /^test\.safetensors is not a model checkpoint: it holds images/,
+          );
+          assert.match(await page.textContent("#model-info") ?? "", /No model yet/);
         });
       });
 
