@@ -195,7 +195,7 @@ export async function bundlePage(): Promise<string> {
 const program = new Command()
   .name("deno task serve")
   .description(
-    "Serve the page (web/): train a LeNet, load runs, draw digits and look inside the network,\n" +
+    "Serve the page (web/): train a LeNet, load runs, draw digits and look inside the network, " +
       "in the browser, on WebGPU, with the same kernels as deno task train.",
   )
   .option("--port <n>", "port to listen on (0: any free port)", nonNegativeInt("--port"), 8000)
@@ -225,15 +225,31 @@ async function main(): Promise<void> {
     data: resolve(options.data),
     runs: resolve(options.runs),
   };
-  const server = Deno.serve({
-    hostname: options.host,
-    port: options.port,
-    onListen: ({ hostname, port }) => {
-      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      console.log(`Serving the page at http://${host}:${port}/ (Ctrl-C to stop)`);
-      console.log(`  data: ${site.data}, runs: ${site.runs}`);
-    },
-  }, siteHandler(site));
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve({
+      hostname: options.host,
+      port: options.port,
+      onListen: ({ hostname, port }) => {
+        const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+        console.log(`Serving the page at http://${host}:${port}/ (Ctrl-C to stop)`);
+        console.log(`  data: ${site.data}, runs: ${site.runs}`);
+        if (!["127.0.0.1", "localhost", "::1"].includes(hostname)) {
+          console.log(
+            "  note: browsers give WebGPU to https and localhost pages only: from another " +
+              "machine, forward the port (ssh -L) and open it as http://127.0.0.1:<port>/.",
+          );
+        }
+      },
+    }, siteHandler(site));
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new Error(
+        `${options.host}:${options.port} is in use; pick another --port (0: any free one).`,
+      );
+    }
+    throw e;
+  }
   const stop = () => server.shutdown();
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
