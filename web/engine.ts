@@ -57,11 +57,17 @@ export function startRuntime(): Promise<Runtime> {
   return createRuntime("auto");
 }
 
+/** The kernel tier of the runtime ("plain" or "cpu"; the agreed fallback until tiers lands). */
+export function kernelTier(rt: Runtime): string {
+  return (rt as Runtime & { tier?: { name: string } }).tier?.name ?? "cpu";
+}
+
 /** What the page says about the adapter. */
 export function describeAdapter(rt: Runtime): string {
   const name = rt.description !== "unknown adapter" ? rt.description : rt.architecture;
   return `WebGPU on ${rt.vendor ? `${rt.vendor} ` : ""}${name}` +
-    (rt.isFallback ? " (a software adapter: training is slow)" : "");
+    (rt.isFallback ? " (a software adapter: training is slow)" : "") +
+    `, ${kernelTier(rt)} kernels`;
 }
 
 /** One split of MNIST from the server's data/mnist/<split>.safetensors. */
@@ -177,6 +183,7 @@ export async function train(
       options: JSON.stringify(options),
       ...(records.length > 0 ? { metrics: JSON.stringify(records.at(-1)) } : {}),
       adapter: describeAdapter(rt),
+      kernels: kernelTier(rt),
     },
   });
   for (let epoch = 1; epoch <= settings.epochs; epoch++) {
