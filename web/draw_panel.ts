@@ -102,10 +102,15 @@ function stroke(
   ctx.lineWidth = 20;
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
+  ctx.fillStyle = "white";
   ctx.beginPath();
   ctx.moveTo(from.x, from.y);
   ctx.lineTo(to.x, to.y);
   ctx.stroke();
+  // A dot where the stroke ends: a tap draws one (a zero-length line draws nothing).
+  ctx.beginPath();
+  ctx.arc(to.x, to.y, ctx.lineWidth / 2, 0, 2 * Math.PI);
+  ctx.fill();
 }
 
 /** The canvas's ink (its red channel) as MNIST's 28x28 input in [0, 1]. */

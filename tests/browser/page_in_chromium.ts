@@ -23,7 +23,7 @@ async function withPage(
 ): Promise<void> {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: options.args });
   try {
-    const page = await browser.newPage({ viewport: { width: 1240, height: 900 } });
+    const page = await browser.newPage({ viewport: { width: 1240, height: 900 }, hasTouch: true });
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(e.message));
     if (options.init) await page.addInitScript(options.init);
@@ -189,6 +189,13 @@ Deno.test({
           assert.equal(predicted, probabilities.indexOf(Math.max(...probabilities)));
           await page.click("#clear");
           assert.equal(await page.textContent("#prediction"), "–");
+
+          // A finger's tap draws too (touch comes as pointer events).
+          await page.touchscreen.tap(box.x + 140, box.y + 140);
+          await page.waitForFunction(
+            "/^[0-9]$/.test(document.querySelector('#prediction').textContent)",
+          );
+          await page.click("#clear");
 
           // The t-SNE map: 1,000 points, and a point's digit on hover.
           await page.click("#tsne-run");
