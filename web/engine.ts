@@ -255,7 +255,9 @@ export function readCheckpoint(bytes: Uint8Array, name: string, source = name): 
     throw new Error(`${name}: its "options" metadata is not JSON`);
   }
   const model = make(options);
-  const { params, steps } = loadStateDict(model, file, name);
+  const { params } = loadStateDict(model, file, name);
+  // The step count is train's `steps` metadata (0 for a file from elsewhere).
+  const steps = Number(file.metadata.steps ?? 0);
   return { model, params, steps, source, metadata: { ...file.metadata } };
 }
 

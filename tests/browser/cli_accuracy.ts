@@ -1,31 +1,23 @@
 /**
- * The CLI's side of the ?run= check, in a process of its own (Deno's WebGPU may crash while
- * a process tears its device down; the test reads the line printed before): scores a run's
- * checkpoint on the first `count` test images as `deno task evaluate` scores the test set
- * (loadRun, forwardSplit, evaluateLogits) and prints `correct <n>`.
+ * The Deno side of the ?run= check, in a process of its own (Deno's WebGPU may crash while a
+ * process tears its device down; the test reads the line printed before): the run's
+ * checkpoint scored on the first `count` test images by the path `deno task evaluate` takes
+ * (the checkpoint read by loadStateDict, forwardSplit on llvmpipe, evaluateLogits); prints
+ * `correct <n>`.
  *
  * Usage: deno run -A tests/browser/cli_accuracy.ts <run folder> <count>
  * @module
  */
 
-import { createRuntime, evaluateLogits, forwardSplit } from "../../mod.ts";
-import { loadRun } from "../../lib/io/runs.ts";
+import { join } from "node:path";
+import { createRuntime } from "../../mod.ts";
 import { loadDataset } from "../../lib/io/mnist.ts";
+import { evaluate, firstImages, readCheckpoint } from "../../web/engine.ts";
 
 const [dir, countText] = Deno.args;
-const count = Number(countText);
-const run = await loadRun(dir);
+const path = join(dir, "model.safetensors");
+const net = readCheckpoint(await Deno.readFile(path), path);
 const { test } = await loadDataset("data", "mnist");
-const sample = {
-  images: test.images.subarray(0, count * 784),
-  labels: test.labels.subarray(0, count),
-  count,
-};
-const rt = await createRuntime("auto");
-const { values } = await forwardSplit(rt, run.model, sample, {
-  params: run.params,
-  mean: 0.1307,
-  std: 0.3081,
-});
-const { accuracy } = evaluateLogits(values, sample.labels, { classes: 10 });
-console.log(`correct ${Math.round((accuracy * count) / 100)}`);
+const sample = firstImages(test, Number(countText));
+const { evaluation } = await evaluate(await createRuntime("auto"), net, sample);
+console.log(`correct ${Math.round((evaluation.accuracy * sample.count) / 100)}`);

@@ -61,6 +61,18 @@ async function cliCorrectCount(run: string, count: number): Promise<number> {
   return Number(line[1]);
 }
 
+/** `deno task evaluate --run <run>`: its eval.json (accuracy, confusion matrix). */
+async function evaluateRun(run: string): Promise<{ accuracy: number; confusion: number[][] }> {
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "evaluate", "--run", run],
+    cwd: ROOT,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  return JSON.parse(await Deno.readTextFile(join(run, "eval", "eval.json")));
+}
+
 /**
  * PyTorch's test accuracy for a checkpoint loaded into the seed's model with strict=True
  * (tests/pytorch/load_checkpoint.py), or null without a python3 that has torch.
@@ -160,55 +172,73 @@ Deno.test({
         });
       });
 
-      await t.step("a run loaded with ?run= scores as the CLI on 1,000 test images", async () => {
-        const cliCorrect = await cliCorrectCount(run, SAMPLE);
-        await withPage(server, { args: WEBGPU, path: "/?run=cli" }, async (page) => {
-          await page.waitForSelector("#sample-accuracy[data-correct]", { timeout: 60_000 });
-          const correct = Number(await page.getAttribute("#sample-accuracy", "data-correct"));
-          assert.equal(correct, cliCorrect, `page ${correct} correct, CLI ${cliCorrect}`);
-          assert.ok(correct > 150, "the run learned something");
+      await t.step(
+        "a run loaded with ?run= scores as the CLI (first 1,000 test images, then all)",
+        async () => {
+          const cliCorrect = await cliCorrectCount(run, SAMPLE);
+          const cli = await evaluateRun(run);
+          await withPage(server, { args: WEBGPU, path: "/?run=cli" }, async (page) => {
+            await page.waitForSelector("#sample-accuracy[data-correct]", { timeout: 60_000 });
+            const correct = Number(await page.getAttribute("#sample-accuracy", "data-correct"));
+            assert.equal(correct, cliCorrect, `page ${correct} correct, CLI ${cliCorrect}`);
+            assert.ok(correct > 150, "the run learned something");
 
-          // Strokes drawn with the mouse give a prediction and ten probabilities.
-          const box = (await page.locator("#draw").boundingBox())!;
-          await page.mouse.move(box.x + 100, box.y + 60);
-          await page.mouse.down();
-          for (let i = 0; i <= 20; i++) {
-            await page.mouse.move(box.x + 100 + i * 4, box.y + 60 + i * 8);
-          }
-          await page.mouse.up();
-          await page.waitForFunction(
-            "/^[0-9]$/.test(document.querySelector('#prediction').textContent)",
-          );
-          const probabilities = await page.$$eval(
-            "#probabilities .prob",
-            (rows) => rows.map((r) => Number(r.getAttribute("data-probability"))),
-          );
-          assert.equal(probabilities.length, 10);
-          assert.ok(Math.abs(probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-4);
-          const predicted = Number(await page.textContent("#prediction"));
-          assert.equal(predicted, probabilities.indexOf(Math.max(...probabilities)));
-          await page.click("#clear");
-          assert.equal(await page.textContent("#prediction"), "–");
+            // The whole test set: the page's confusion matrix is deno task evaluate's.
+            await page.click("#evaluate");
+            await page.waitForSelector("#confusion svg", { timeout: 60_000 });
+            const cells = await page.$$eval(
+              "#confusion text.count",
+              (t) => t.map((e) => e.textContent),
+            );
+            assert.deepEqual(cells.map(Number), cli.confusion.flat());
+            assert.match(
+              await page.textContent("#test-summary") ?? "",
+              new RegExp(`accuracy ${cli.accuracy.toFixed(2)}%`),
+            );
 
-          // A finger's tap draws too (touch comes as pointer events).
-          await page.touchscreen.tap(box.x + 140, box.y + 140);
-          await page.waitForFunction(
-            "/^[0-9]$/.test(document.querySelector('#prediction').textContent)",
-          );
-          await page.click("#clear");
+            // Strokes drawn with the mouse give a prediction and ten probabilities.
+            await page.locator("#draw").scrollIntoViewIfNeeded();
+            const box = (await page.locator("#draw").boundingBox())!;
+            await page.mouse.move(box.x + 100, box.y + 60);
+            await page.mouse.down();
+            for (let i = 0; i <= 20; i++) {
+              await page.mouse.move(box.x + 100 + i * 4, box.y + 60 + i * 8);
+            }
+            await page.mouse.up();
+            await page.waitForFunction(
+              "/^[0-9]$/.test(document.querySelector('#prediction').textContent)",
+            );
+            const probabilities = await page.$$eval(
+              "#probabilities .prob",
+              (rows) => rows.map((r) => Number(r.getAttribute("data-probability"))),
+            );
+            assert.equal(probabilities.length, 10);
+            assert.ok(Math.abs(probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-4);
+            const predicted = Number(await page.textContent("#prediction"));
+            assert.equal(predicted, probabilities.indexOf(Math.max(...probabilities)));
+            await page.click("#clear");
+            assert.equal(await page.textContent("#prediction"), "–");
 
-          // The t-SNE map: 1,000 points, and a point's digit on hover.
-          await page.click("#tsne-run");
-          await page.waitForSelector("#tsne svg", { timeout: 120_000 });
-          assert.equal(await page.locator("#tsne circle.point").count(), SAMPLE);
-          await page.hover("#tsne circle.point >> nth=3", { force: true });
-          await page.waitForSelector("#tsne .tip:not([hidden])");
-          assert.match(
-            await page.textContent("#tsne .tip") ?? "",
-            /test image \d+: a \d, predicted \d/,
-          );
-        });
-      });
+            // A finger's tap draws too (touch comes as pointer events).
+            await page.touchscreen.tap(box.x + 140, box.y + 140);
+            await page.waitForFunction(
+              "/^[0-9]$/.test(document.querySelector('#prediction').textContent)",
+            );
+            await page.click("#clear");
+
+            // The t-SNE map: 1,000 points, and a point's digit on hover.
+            await page.click("#tsne-run");
+            await page.waitForSelector("#tsne svg", { timeout: 120_000 });
+            assert.equal(await page.locator("#tsne circle.point").count(), SAMPLE);
+            await page.hover("#tsne circle.point >> nth=3", { force: true });
+            await page.waitForSelector("#tsne .tip:not([hidden])");
+            assert.match(
+              await page.textContent("#tsne .tip") ?? "",
+              /test image \d+: a \d, predicted \d/,
+            );
+          });
+        },
+      );
 
       await t.step("a dropped file that is not a checkpoint is named and explained", async () => {
         await withPage(server, { args: WEBGPU }, async (page) => {
