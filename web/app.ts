@@ -4,13 +4,15 @@
  * @module
  */
 
-import { loadSplit, type Net, type Runtime, type Split } from "./engine.ts";
+import { loadSplit, type Net, type Normalization, type Runtime, type Split } from "./engine.ts";
 import { setStatus } from "./status.ts";
 
 /** The page's shared state. */
 export interface App {
   rt: Runtime;
   test: Split;
+  /** The normalization the data files record (the training pixels' mean and std). */
+  normalization: Normalization;
   /** The training split, fetched (47 MB) on first use. */
   train(): Promise<Split>;
   net: Net | null;
@@ -28,6 +30,7 @@ export async function createApp(rt: Runtime): Promise<App> {
   const app: App = {
     rt,
     test,
+    normalization: test.normalization,
     train() {
       train ??= loadSplit("train");
       return train;

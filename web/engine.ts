@@ -31,8 +31,14 @@ import {
 export { confusionSvg, digitsSvg, lineChartsSvg, scatterSvg } from "../lib/io/charts.ts";
 export type { Evaluation, PassResult, Runtime, Split };
 
-/** MNIST's normalization, as train uses it. */
-const MEAN = 0.1307, STD = 0.3081;
+/** The inputs' normalization: x = (pixel / 255 - mean) / std. */
+export interface Normalization {
+  mean: number;
+  std: number;
+}
+
+/** The notebook's MNIST constants: for checkpoints that do not record theirs. */
+const NOTEBOOK_NORMALIZATION: Normalization = { mean: 0.1307, std: 0.3081 };
 
 /** A model with its parameters: trained here, loaded from a run, or dropped on the page. */
 export interface Net {
@@ -44,6 +50,8 @@ export interface Net {
   source: string;
   /** The checkpoint's metadata (train's: model, epoch, options, metrics...). */
   metadata: Record<string, string>;
+  /** The normalization it was trained with. */
+  normalization: Normalization;
 }
 
 /** The models the page trains, with what the page says of them. */
@@ -71,7 +79,9 @@ export function describeAdapter(rt: Runtime): string {
 }
 
 /** One split of MNIST from the server's data/mnist/<split>.safetensors. */
-export async function loadSplit(split: "train" | "test"): Promise<Split> {
+export async function loadSplit(
+  split: "train" | "test",
+): Promise<Split & { normalization: Normalization }> {
   const url = `/data/mnist/${split}.safetensors`;
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
@@ -84,7 +94,19 @@ export async function loadSplit(split: "train" | "test"): Promise<Split> {
     images: images.data as Uint8Array,
     labels: labels.data as Uint8Array,
     count: labels.shape[0],
+    // download records the training pixels' mean and std in both files.
+    normalization: normalizationOf(file.metadata, url),
   };
+}
+
+/** The mean and std a file's metadata records, or the notebook's when it records none. */
+function normalizationOf(metadata: Record<string, string>, name: string): Normalization {
+  if (metadata.mean === undefined && metadata.std === undefined) return NOTEBOOK_NORMALIZATION;
+  const mean = Number(metadata.mean), std = Number(metadata.std);
+  if (!Number.isFinite(mean) || !Number.isFinite(std) || !(std > 0)) {
+    throw new Error(`${name}: its "mean" and "std" metadata must be numbers, std > 0`);
+  }
+  return { mean, std };
 }
 
 /** The first `count` images of a split (a view, no copy). */
@@ -140,7 +162,7 @@ export interface TrainEvents {
  */
 export async function train(
   rt: Runtime,
-  data: { train: Split; test: Split },
+  data: { train: Split; test: Split; normalization: Normalization },
   settings: TrainSettings,
   events: TrainEvents,
 ): Promise<Net> {
@@ -150,8 +172,7 @@ export async function train(
     lr: settings.lr,
     weightDecay: 1e-4,
     seed: 0,
-    mean: MEAN,
-    std: STD,
+    ...data.normalization,
   };
   const trainer = await createTrainer(rt, model, {
     train: firstImages(data.train, settings.images),
@@ -175,6 +196,7 @@ export async function train(
     params: new Float32Array(await readback(rt, trainer.params)),
     steps: trainer.steps,
     source: "trained in this page",
+    normalization: data.normalization,
     metadata: {
       format: "pt",
       model: model.name,
@@ -184,6 +206,8 @@ export async function train(
       ...(records.length > 0 ? { metrics: JSON.stringify(records.at(-1)) } : {}),
       adapter: describeAdapter(rt),
       kernels: kernelTier(rt),
+      mean: String(data.normalization.mean),
+      std: String(data.normalization.std),
     },
   });
   for (let epoch = 1; epoch <= settings.epochs; epoch++) {
@@ -258,7 +282,8 @@ export function readCheckpoint(bytes: Uint8Array, name: string, source = name): 
   const { params } = loadStateDict(model, file, name);
   // The step count is train's `steps` metadata (0 for a file from elsewhere).
   const steps = Number(file.metadata.steps ?? 0);
-  return { model, params, steps, source, metadata: { ...file.metadata } };
+  const normalization = normalizationOf(file.metadata, name);
+  return { model, params, steps, source, metadata: { ...file.metadata }, normalization };
 }
 
 /** A checkpoint without our metadata (saved by PyTorch): its model from its first tensor. */
@@ -291,12 +316,13 @@ export async function createInspector(rt: Runtime, net: Net): Promise<Inspector>
   const graph = await buildGraph(rt, model, { batch: 1, params, grads });
   const convs = model.layers.filter(({ layer }) => layer.type.startsWith("Conv2d"));
   const width = graph.x.shape[3], pad = model.pad;
+  const { mean, std } = net.normalization;
   return {
     async run(pixels) {
       const x = new Float32Array(graph.x.size);
       for (let y = 0; y < 28; y++) {
         for (let i = 0; i < 28; i++) {
-          x[(y + pad) * width + i + pad] = (pixels[y * 28 + i] - MEAN) / STD;
+          x[(y + pad) * width + i + pad] = (pixels[y * 28 + i] - mean) / std;
         }
       }
       upload(rt, graph.x, x);
@@ -338,8 +364,7 @@ export async function evaluate(
 ): Promise<{ logits: Float32Array; evaluation: Evaluation }> {
   const { values } = await forwardSplit(rt, net.model, split, {
     params: net.params,
-    mean: MEAN,
-    std: STD,
+    ...net.normalization,
   });
   return { logits: values, evaluation: evaluateLogits(values, split.labels, { classes: 10 }) };
 }

@@ -80,7 +80,7 @@ export function setupTraining(app: App): void {
     drawCurves(curvesBox, curves, settings.epochs);
     try {
       setStatus("Fetching the MNIST training set (47 MB)…");
-      const data = { train: await app.train(), test: app.test };
+      const data = { train: await app.train(), test: app.test, normalization: app.normalization };
       setStatus(`Training ${settings.model} on ${settings.images} images…`);
       const follow = follower(progress, curvesBox, curves, settings);
       trained = await train(app.rt, data, settings, {
