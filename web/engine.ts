@@ -23,6 +23,7 @@ import {
   type Split,
   stateDict,
   submit,
+  summaryRows,
   tensor,
   tsne,
   upload,
@@ -345,6 +346,18 @@ export async function createInspector(rt: Runtime, net: Net): Promise<Inspector>
       grads.buffer.destroy();
     },
   };
+}
+
+/** The model's layers as PyTorch's summary lists them: name, type, output shape, parameters. */
+export function layerRows(
+  net: Net,
+): { name: string; type: string; shape: string; params: number }[] {
+  return summaryRows(net.model, 1).map((r) => ({
+    name: r.name,
+    type: r.type,
+    shape: `[${r.outputShape.slice(1).join(", ")}]`,
+    params: r.params,
+  }));
 }
 
 /** conv1's weights [out, in, k, k], for the filters panel. */

@@ -5,7 +5,7 @@
  */
 
 import type { App } from "./app.ts";
-import { type FeatureMap, firstFilters } from "./engine.ts";
+import { type FeatureMap, firstFilters, layerRows, type Net } from "./engine.ts";
 import { mapCanvas } from "./maps.ts";
 
 /** Wires the panel; the drawing panel hands it the feature maps of each stroke. */
@@ -13,6 +13,7 @@ export function setupInside(app: App): { showMaps(maps: FeatureMap[] | null): vo
   const filters = document.querySelector<HTMLElement>("#filters")!;
   const box = document.querySelector<HTMLElement>("#feature-maps")!;
   app.onNet((net) => {
+    showLayers(net);
     const { shape, values } = firstFilters(net);
     const [out, inputs, kh, kw] = shape;
     const limit = Math.max(...values.map(Math.abs));
@@ -50,6 +51,24 @@ export function setupInside(app: App): { showMaps(maps: FeatureMap[] | null): vo
       );
     },
   };
+}
+
+/** One row a layer, and the total of trainable parameters. */
+function showLayers(net: Net): void {
+  const table = document.querySelector<HTMLTableElement>("#layers")!;
+  table.createTHead().innerHTML =
+    "<tr><th>Layer</th><th>Type</th><th>Output shape</th><th>Parameters</th></tr>";
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  const rows = layerRows(net);
+  const total = rows.reduce((a, r) => a + r.params, 0);
+  const line = (cells: string[]) => {
+    const tr = body.insertRow();
+    for (const text of cells) tr.insertCell().textContent = text;
+    return tr;
+  };
+  for (const r of rows) line([r.name, r.type, r.shape, r.params.toLocaleString("en-US")]);
+  line(["Total", "", "", total.toLocaleString("en-US")]).className = "total";
 }
 
 function caption(text: string): HTMLElement {
