@@ -29,7 +29,7 @@ import {
   upload,
 } from "../mod.ts";
 
-export { confusionSvg, digitsSvg, lineChartsSvg, scatterSvg } from "../lib/io/charts.ts";
+export { confusionSvg, digitsSvg, scatterSvg } from "../lib/io/charts.ts";
 export type { Evaluation, PassResult, Runtime, Split };
 
 /** The inputs' normalization: x = (pixel / 255 - mean) / std. */
