@@ -39,12 +39,13 @@ Deno.test(
   },
 );
 
-Deno.test("auto picks the CPU wing on llvmpipe and lavapipe only", () => {
+Deno.test("auto picks the CPU wing on llvmpipe, lavapipe and SwiftShader only", () => {
   const picks = (d: string) => pickTier("auto", d).name;
   const want: [string, string][] = [
     ["llvmpipe (LLVM 15.0.6, 256 bits)", "cpu"],
     ["lavapipe", "cpu"],
-    ["SwiftShader Device (Subzero)", "plain"],
+    ["SwiftShader Device (Subzero)", "cpu"],
+    [" swiftshader", "cpu"], // Chrome: empty description, architecture "swiftshader"
     ["NVIDIA H100 80GB HBM3", "plain"],
     ["", "plain"],
   ];
