@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { assertClose } from "./util/assert_close.ts";
+import { syntheticSplit } from "./util/synthetic.ts";
 import { gpuTest, testRuntime } from "./util/gpu.ts";
 import { lenet } from "../lib/models.ts";
 import {
@@ -9,16 +10,6 @@ import {
   type StepReport,
   type TrainerState,
 } from "../lib/train.ts";
-import { random } from "../lib/random.ts";
-
-/** Digit-like images: mostly black, with bright strokes, like MNIST. */
-function syntheticSplit(count: number, seed: number): Split {
-  const rng = random(seed);
-  const images = new Uint8Array(count * 784);
-  for (let i = 0; i < images.length; i++) images[i] = rng.next() < 0.2 ? rng.int(256) : 0;
-  const labels = Uint8Array.from({ length: count }, () => rng.int(10));
-  return { images, labels, count };
-}
 
 /** The images of `split` that `order` names, stored in that order. */
 function reordered(split: Split, order: Uint32Array): Split {

@@ -1,24 +1,10 @@
 import { assertClose } from "./util/assert_close.ts";
+import { syntheticSplit } from "./util/synthetic.ts";
 import { gpuTest, testRuntime } from "./util/gpu.ts";
 import { lenet } from "../lib/models.ts";
-import {
-  createTrainer,
-  defaultEvalBatch,
-  passFigures,
-  type Progress,
-  type Split,
-} from "../lib/train.ts";
+import { createTrainer, defaultEvalBatch, passFigures, type Progress } from "../lib/train.ts";
 import { random } from "../lib/random.ts";
 import { readback, upload } from "../lib/runtime.ts";
-
-/** Digit-like images: mostly black, with bright strokes, like MNIST. */
-function syntheticSplit(count: number, seed: number): Split {
-  const rng = random(seed);
-  const images = new Uint8Array(count * 784);
-  for (let i = 0; i < images.length; i++) images[i] = rng.next() < 0.2 ? rng.int(256) : 0;
-  const labels = Uint8Array.from({ length: count }, () => rng.int(10));
-  return { images, labels, count };
-}
 
 // Each image's loss is the same f32 at any batch (in eval mode an image is computed on its
 // own), and the seed's figures are formed from those rows by one function.

@@ -1,4 +1,5 @@
 import { assertClose } from "./util/assert_close.ts";
+import { syntheticSplit } from "./util/synthetic.ts";
 import { gpuTest, testRuntime, TIERS } from "./util/gpu.ts";
 import { lenet } from "../lib/models.ts";
 import { createTrainer, epochOrder } from "../lib/train.ts";
@@ -6,16 +7,7 @@ import { initParams } from "../lib/params.ts";
 import { random } from "../lib/random.ts";
 import { readback } from "../lib/runtime.ts";
 import { lenetStepReference } from "./reference/lenet_step.ts";
-import { IMAGE_PIXELS, IMAGE_SIDE } from "../lib/data_gpu.ts";
-
-/** Digit-like images: mostly black, with bright strokes, like MNIST. */
-function syntheticSplit(count: number, seed: number) {
-  const rng = random(seed);
-  const images = new Uint8Array(count * IMAGE_PIXELS);
-  for (let i = 0; i < images.length; i++) images[i] = rng.next() < 0.2 ? rng.int(256) : 0;
-  const labels = Uint8Array.from({ length: count }, () => rng.int(10));
-  return { images, labels, count };
-}
+import { IMAGE_SIDE } from "../lib/data_gpu.ts";
 
 for (const tier of TIERS) {
   Deno.test(

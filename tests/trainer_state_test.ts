@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
+import { syntheticSplit } from "./util/synthetic.ts";
 import { gpuTest, testRuntime } from "./util/gpu.ts";
 import { lenet } from "../lib/models.ts";
-import { createTrainer, type Split, type TrainerState } from "../lib/train.ts";
-import { random } from "../lib/random.ts";
-
-/** Digit-like images: mostly black, with bright strokes, like MNIST. */
-function syntheticSplit(count: number, seed: number): Split {
-  const rng = random(seed);
-  const images = new Uint8Array(count * 784);
-  for (let i = 0; i < images.length; i++) images[i] = rng.next() < 0.2 ? rng.int(256) : 0;
-  const labels = Uint8Array.from({ length: count }, () => rng.int(10));
-  return { images, labels, count };
-}
+import { createTrainer, type TrainerState } from "../lib/train.ts";
 
 const config = { batchSize: 16, lr: 1e-3, weightDecay: 1e-4, seed: 9, mean: 0.1307, std: 0.3081 };
 // 16 images at batch 16: one epoch is one step.

@@ -1,6 +1,6 @@
 /**
- * Test helpers for the command-line scripts: a small MNIST-shaped data folder, and a way to
- * run a script in its own process.
+ * Synthetic MNIST-shaped data for the tests: a split in memory, a small data folder for the
+ * command-line scripts, and a way to run a script in its own process.
  * @module
  */
 
@@ -8,6 +8,17 @@ import { join } from "node:path";
 import { writeSafetensorsFile } from "../../lib/io/files.ts";
 import { random } from "../../lib/random.ts";
 import { splitSha256 } from "../../lib/io/mnist.ts";
+import { IMAGE_PIXELS } from "../../lib/data_gpu.ts";
+import type { Split } from "../../lib/train.ts";
+
+/** Digit-like images: mostly black, with bright strokes, like MNIST; random labels. */
+export function syntheticSplit(count: number, seed: number): Split {
+  const rng = random(seed);
+  const images = new Uint8Array(count * IMAGE_PIXELS);
+  for (let i = 0; i < images.length; i++) images[i] = rng.next() < 0.2 ? rng.int(256) : 0;
+  const labels = Uint8Array.from({ length: count }, () => rng.int(10));
+  return { images, labels, count };
+}
 
 /**
  * A small MNIST-shaped data folder: digit-like noise, so training runs but stays fast. Each
