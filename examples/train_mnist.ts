@@ -9,7 +9,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { createRuntime, createTrainer, lenet, type PassHooks, type Split } from "../mod.ts";
+import {
+  createRuntime,
+  createTrainer,
+  IMAGE_PIXELS,
+  lenet,
+  type PassHooks,
+  type Split,
+} from "../mod.ts";
 // Deno only (files and network): mod.ts, which runs in a browser too, leaves it out.
 import { loadDataset, prepareDataset } from "../lib/io/mnist.ts";
 
@@ -37,7 +44,7 @@ const { train, test, normalization } = await loadDataset(values.data, "mnist").c
   return loadDataset(values.data, "mnist");
 });
 const first = (s: Split, n = Math.min(limit, s.count)): Split => ({
-  images: s.images.subarray(0, n * 28 * 28),
+  images: s.images.subarray(0, n * IMAGE_PIXELS),
   labels: s.labels.subarray(0, n),
   count: n,
 });

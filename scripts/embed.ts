@@ -27,6 +27,7 @@ import {
   wholeNumber,
 } from "./cli_options.ts";
 import { progressBar, runMain } from "./terminal.ts";
+import { IMAGE_PIXELS } from "../lib/data_gpu.ts";
 
 /** Points above which t-SNE (quadratic in the points) gets a warning with an estimate. */
 const WARN_POINTS = 5000;
@@ -106,7 +107,7 @@ async function main(): Promise<void> {
   // "features" is what the classifier reads: the output of its Flatten.
   const layer = options.layer === "features" ? "classifier.0" : undefined;
   const first = {
-    images: train.images.subarray(0, count * 784),
+    images: train.images.subarray(0, count * IMAGE_PIXELS),
     labels: train.labels.subarray(0, count),
     count,
   };

@@ -22,6 +22,7 @@ import {
   positiveInt,
 } from "./cli_options.ts";
 import { progressBar, runMain } from "./terminal.ts";
+import { IMAGE_PIXELS } from "../lib/data_gpu.ts";
 
 const program = new Command()
   .name("deno task evaluate")
@@ -117,8 +118,10 @@ async function main(): Promise<void> {
   await writeFileAtomic(join(out, "confusion.svg"), confusionSvg(result.confusion, names));
   const errorsPath = join(out, "errors.svg");
   if (shown.length > 0) {
-    const images = new Uint8Array(shown.length * 784);
-    shown.forEach((i, k) => images.set(test.images.subarray(i * 784, (i + 1) * 784), k * 784));
+    const images = new Uint8Array(shown.length * IMAGE_PIXELS);
+    shown.forEach((i, k) =>
+      images.set(test.images.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS), k * IMAGE_PIXELS)
+    );
     await writeFileAtomic(
       errorsPath,
       digitsSvg(images, shown.map((i) => test.labels[i]), {

@@ -35,6 +35,7 @@ import {
 import { onInterrupt, progressBar, runMain, stopBars } from "./terminal.ts";
 import { claimRunFolder, loadCheckpoint, lockRun, saveCheckpoint } from "./run_folder.ts";
 import { largestBatch } from "./batch_limit.ts";
+import { IMAGE_PIXELS } from "../lib/data_gpu.ts";
 
 /** Per-epoch figures, as metrics.json holds them. */
 export interface EpochRecord {
@@ -314,7 +315,7 @@ async function train(options: Options, out: string, resumed?: Resumed): Promise<
   const data = await loadDataset(options.data, dataset);
   const count = Math.min(options.limit ?? data.train.count, data.train.count);
   const train = {
-    images: data.train.images.subarray(0, count * 784),
+    images: data.train.images.subarray(0, count * IMAGE_PIXELS),
     labels: data.train.labels.subarray(0, count),
     count,
   };

@@ -28,6 +28,7 @@ import {
   tsne,
   upload,
 } from "../mod.ts";
+import { IMAGE_PIXELS } from "../lib/data_gpu.ts";
 
 export { confusionSvg, digitsSvg, scatterSvg } from "../lib/io/charts.ts";
 export type { Evaluation, PassResult, Runtime, Split };
@@ -120,7 +121,7 @@ function normalizationOf(metadata: Record<string, string>, name: string): Normal
 export function firstImages(split: Split, count: number): Split {
   const n = Math.min(count, split.count);
   return {
-    images: split.images.subarray(0, n * 784),
+    images: split.images.subarray(0, n * IMAGE_PIXELS),
     labels: split.labels.subarray(0, n),
     count: n,
   };

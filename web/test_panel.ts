@@ -7,6 +7,7 @@
 import type { App } from "./app.ts";
 import { confusionSvg, digitsSvg, evaluate } from "./engine.ts";
 import { setStatus } from "./status.ts";
+import { IMAGE_PIXELS } from "../lib/data_gpu.ts";
 
 const SHOWN = 30;
 
@@ -38,9 +39,12 @@ export function setupTestSet(app: App): void {
         `Rows: the true digit; columns: the network's answer.`;
       confusion.innerHTML = confusionSvg(matrix, [..."0123456789"]);
       const shown = wrong.slice(0, SHOWN);
-      const images = new Uint8Array(shown.length * 784);
+      const images = new Uint8Array(shown.length * IMAGE_PIXELS);
       shown.forEach((i, k) =>
-        images.set(app.test.images.subarray(i * 784, (i + 1) * 784), k * 784)
+        images.set(
+          app.test.images.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS),
+          k * IMAGE_PIXELS,
+        )
       );
       errors.innerHTML = shown.length === 0 ? "" : digitsSvg(
         images,

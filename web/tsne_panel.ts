@@ -9,6 +9,7 @@ import type { App } from "./app.ts";
 import { embed, evaluate, firstImages, type Net, scatterSvg } from "./engine.ts";
 import { digitCanvas } from "./maps.ts";
 import { setStatus } from "./status.ts";
+import { IMAGE_PIXELS } from "../lib/data_gpu.ts";
 
 const COUNT = 1000;
 
@@ -84,7 +85,10 @@ function hoverDigits(box: HTMLElement, app: App, predictions: Uint8Array): void 
     circles[i].setAttribute("r", "5");
     const label = app.test.labels[i];
     tip.replaceChildren(
-      digitCanvas(app.test.images.subarray(i * 784, (i + 1) * 784), { max: 255, scale: 3 }),
+      digitCanvas(app.test.images.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS), {
+        max: 255,
+        scale: 3,
+      }),
       Object.assign(document.createElement("p"), {
         textContent: `test image ${i}: a ${label}, predicted ${predictions[i]}`,
       }),
