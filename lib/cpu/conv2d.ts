@@ -30,10 +30,15 @@ const WORKGROUP = 64;
 const WEIGHT_WORKGROUP = 8;
 /** backward_weight: invocations to aim for, by cutting the rows of dy into slices. */
 const WEIGHT_INVOCATIONS = 64;
-/** forward and backward_input: invocations per workgroup (few invocations, many cores). */
+/** forward: invocations per workgroup (few invocations, many cores). */
 const PIXEL_WORKGROUP = 8;
-/** forward and backward_input: pixels per invocation (each for 4 images). */
+/** forward: pixels per invocation (each for 4 images). */
 const PIXELS = 2;
+/**
+ * backward_input: groups of four images per workgroup, one an invocation (one SIMD vector
+ * on llvmpipe: the workgroup's pixel is the same in all its lanes).
+ */
+const INPUT_WORKGROUP = 8;
 /** Floats of a uniform binding: WebGPU's default limit (64 KiB) = the WGSL arrays' size. */
 const UNIFORM_FLOATS = 16384;
 
@@ -113,10 +118,10 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
   const wfFloats = columns * quads(d.outChannels) * 4;
   const wbFloats = d.outChannels * rr * quads(d.inChannels) * 4;
   const staged = stageBuffer(rt, { wf: wfFloats, wb: wbFloats });
-  // Channels per invocation: up to 32 (8 quads) in forward and backward_input; up to 16 x 16
-  // (dw) in backward_weight.
+  // Channels per invocation: up to 32 (8 quads) in forward, 16 in backward_input; up to
+  // 16 x 16 (dw) in backward_weight.
   const forwardQuads = quadsFor(d.outChannels, 8);
-  const inputQuads = quadsFor(d.inChannels, 8);
+  const inputQuads = quadsFor(d.inChannels, 4);
   const weightQuads = { K_QUADS: quadsFor(d.outChannels, 4), COL_QUADS: quadsFor(columns, 4) };
   const [stageK, forwardK, inputK, weightK, reduceK] = await Promise.all([
     cpuKernel(rt, "conv2d.wgsl", "stage_weights", { WORKGROUP }),
@@ -127,9 +132,8 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
       UNIFORM_WEIGHTS: wfFloats <= UNIFORM_FLOATS ? 1 : 0,
     }),
     cpuKernel(rt, "conv2d.wgsl", "backward_input", {
-      WORKGROUP: PIXEL_WORKGROUP,
+      WORKGROUP: INPUT_WORKGROUP,
       QUADS: inputQuads,
-      PIXELS,
       UNIFORM_WEIGHTS: wbFloats <= UNIFORM_FLOATS ? 1 : 0,
     }),
     cpuKernel(rt, "conv2d.wgsl", "backward_weight", {
@@ -144,14 +148,13 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
   const dy4 = await packed(rt, dy, groupCount);
 
   // Invocations: forward, 4 images x PIXELS output pixels x 4*QUADS channels;
-  // backward_input, 4 images x PIXELS input pixels of one phase (h mod S, w mod S) x 4*QUADS
-  // channels; backward_weight, one block of dw per slice of the rows (g, p) of dy4.
+  // backward_input, 4 images x 4*QUADS channels of one input pixel, INPUT_WORKGROUP groups
+  // of images a workgroup; backward_weight, one block of dw per slice of the rows (g, p) of dy4.
   const pairs = (pixels: number) => Math.ceil(pixels / PIXELS);
   const forwardCount = pairs(d.outHeight * d.outWidth) * groupCount *
     Math.ceil(quads(d.outChannels) / forwardQuads);
-  const phasePixels = Math.ceil(d.height / d.stride) * Math.ceil(d.width / d.stride);
-  const inputCount = pairs(phasePixels) * d.stride * d.stride * groupCount *
-    Math.ceil(quads(d.inChannels) / inputQuads);
+  const inputCount = d.height * d.width * Math.ceil(groupCount / INPUT_WORKGROUP) *
+    INPUT_WORKGROUP * Math.ceil(quads(d.inChannels) / inputQuads);
   const weightBlocks = Math.ceil(columns / (4 * weightQuads.COL_QUADS)) *
     Math.ceil(d.outChannels / (4 * weightQuads.K_QUADS));
   // Slices: enough that backward_weight has about WEIGHT_INVOCATIONS invocations.
@@ -182,7 +185,7 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
         rt,
         inputK,
         [dy4.texture, staged.wbUniform, staged.wb, dx, u],
-        grid(inputCount, PIXEL_WORKGROUP),
+        grid(inputCount, INPUT_WORKGROUP),
       ),
     );
   }
