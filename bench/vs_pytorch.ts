@@ -2,7 +2,9 @@
  * `deno task bench:vs-pytorch`: our 1-epoch training + test pass against the seed's PyTorch
  * code (../shared/reference/seed_reference.py, run as written) on the same data, one after
  * the other, `--runs` times; prints both whole-process times, images/s, accuracies and the
- * median ratio (PyTorch time / ours: above 1 means we are faster).
+ * median ratio (PyTorch time / ours: above 1 means we are faster). `--model lenet5` runs
+ * the notebook's LeNet5 (tanh/avg) on both sides; `--c3 lecun` (ours only) its C3 with
+ * LeCun's connection table, against PyTorch's dense C3.
  *
  * PyTorch comes from Debian (python3-torch, python3-torchvision, python3-sklearn); when it is
  * missing, the task installs it with apt-get (as root) or says how.
@@ -20,6 +22,8 @@ const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "3" },
     epochs: { type: "string", default: "1" },
+    model: { type: "string", default: "lenet" },
+    c3: { type: "string", default: "full" },
     data: { type: "string", default: "data" },
     reference: {
       type: "string",
@@ -30,11 +34,19 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log(
-    "usage: deno task bench:vs-pytorch [--runs 3] [--epochs 1] [--data data] [--reference seed_reference.py]",
+    "usage: deno task bench:vs-pytorch [--runs 3] [--epochs 1] [--model lenet|lenet5] [--c3 full|lecun] [--data data] [--reference seed_reference.py]",
   );
   Deno.exit(0);
 }
 const runs = Number(values.runs), epochs = Number(values.epochs);
+const { model, c3 } = values;
+if (!["lenet", "lenet5"].includes(model)) {
+  throw new Error(`--model: expected lenet or lenet5, got "${model}"`);
+}
+if (!["full", "lecun"].includes(c3) || (c3 !== "full" && model !== "lenet5")) {
+  throw new Error(`--c3: expected full or lecun, with --model lenet5; got "${c3}" (${model})`);
+}
+const modelArgs = model === "lenet5" ? ["--model", "lenet5", "--c3", c3] : [];
 
 async function run(cmd: string, args: string[], env: Record<string, string> = {}) {
   const t0 = performance.now();
@@ -77,7 +89,8 @@ const train = new URL("../scripts/train.ts", import.meta.url).pathname;
 const ours = await Deno.makeTempDir({ prefix: "vs-pytorch-run-" });
 
 console.log(
-  `${epochs} epoch(s) + test pass, full MNIST (${data.train.count} + ${data.test.count}), ${runs} runs`,
+  `${model}${model === "lenet5" ? ` (ours: C3 ${c3})` : ""}, ${epochs} epoch(s) + test pass, ` +
+    `full MNIST (${data.train.count} + ${data.test.count}), ${runs} runs`,
 );
 console.log(
   "| run | ours s | ours img/s | ours test acc | PyTorch s | PyTorch img/s | PyTorch test acc | ratio |",
@@ -94,6 +107,7 @@ for (let i = 1; i <= runs; i++) {
     values.data,
     "--epochs",
     String(epochs),
+    ...modelArgs,
     "--quiet",
     "--out",
     out,
@@ -101,7 +115,7 @@ for (let i = 1; i <= runs; i++) {
   const metrics = JSON.parse(await Deno.readTextFile(join(out, "metrics.json")));
   const b = await run(
     python,
-    [values.reference, root, "MNIST", String(epochs), "2", "lenet", "0"],
+    [values.reference, root, "MNIST", String(epochs), "2", model, "0"],
     {
       NO_TSNE: "1",
     },

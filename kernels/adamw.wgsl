@@ -1,6 +1,8 @@
 // AdamW, as torch.optim.AdamW (single-tensor, foreach=False), over the whole flat parameter
 // buffer in one dispatch; t = step + 1 comes from the step state, so the same op serves
-// every step. For each element:
+// every step. The learning rate and beta1 of the step come from the schedule table (one row
+// a step, computed in float64 on the CPU once for the run, see lib/lr_schedule.ts): row
+// min(step, rows - 1), so a constant rate is a table of one row. For each element:
 //   p = p * (1 - lr * weight_decay)                     (decoupled weight decay)
 //   m = m + (1 - beta1) * (g - m)                       (= beta1 m + (1 - beta1) g, torch's lerp_)
 //   v = beta2 * v + (1 - beta2) * g * g
@@ -9,7 +11,8 @@
 // One invocation updates 4 consecutive elements (a vec4); n is a multiple of 4.
 // index legend: i vec4 index (elements 4i..4i+3), t step number from 1
 // bindings: 0 p [n] f32 (parameters), 1 g [n] f32 (gradients), 2 m [n] f32 (exp_avg),
-//   3 v [n] f32 (exp_avg_sq), 4 state StepState, 5 hyper {n, lr, beta2, ...} (below)
+//   3 v [n] f32 (exp_avg_sq), 4 state StepState, 5 hyper {n, rows, beta2, ...} (below),
+//   6 schedule [rows] ScheduleRow
 
 override WORKGROUP: u32 = 64;
 
@@ -22,16 +25,23 @@ struct StepState {
 // computes them in Python floats: in f32, 1 - 0.999 keeps only 4 correct digits.
 struct Hyper {
   n: u32,
-  lr: f32,
+  // Rows of the schedule table.
+  rows: u32,
   beta2: f32,
-  one_minus_beta1: f32,
   one_minus_beta2: f32,
-  // ln(beta1), ln(beta2), for the bias corrections 1 - beta^t.
-  log_beta1: f32,
+  // ln(beta2), for the bias correction 1 - beta2^t.
   log_beta2: f32,
   eps: f32,
+}
+
+// What the schedule sets for one step (PyTorch's param_group lr and betas[0]).
+struct ScheduleRow {
+  lr: f32,
   // 1 - lr * weight_decay.
   decay: f32,
+  one_minus_beta1: f32,
+  // ln(beta1), for the bias correction 1 - beta1^t.
+  log_beta1: f32,
 }
 
 @group(0) @binding(0) var<storage, read_write> p: array<vec4f>;
@@ -40,6 +50,7 @@ struct Hyper {
 @group(0) @binding(3) var<storage, read_write> v: array<vec4f>;
 @group(0) @binding(4) var<storage, read> state: StepState;
 @group(0) @binding(5) var<uniform> hyper: Hyper;
+@group(0) @binding(6) var<storage, read> schedule: array<ScheduleRow>;
 
 // 1 - beta^t = -expm1(t ln(beta)). Near t = 1 with beta2 = 0.999 it is ~1e-3, and
 // 1.0 - pow(beta2, t) in f32 would lose the digits that cancel; the series of expm1 keeps them.
@@ -63,17 +74,18 @@ fn step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
     return;
   }
   let t = f32(state.step + 1u);
-  let step_size = hyper.lr / one_minus_pow(hyper.log_beta1, t);
+  let row = schedule[min(state.step, hyper.rows - 1u)];
+  let step_size = row.lr / one_minus_pow(row.log_beta1, t);
   let bias_correction2_sqrt = sqrt(one_minus_pow(hyper.log_beta2, t));
 
   // Each storage element is loaded once: on llvmpipe a storage load costs more than all the
   // arithmetic here.
   let grad = g[i];
   let exp_avg_old = m[i];
-  let exp_avg = exp_avg_old + hyper.one_minus_beta1 * (grad - exp_avg_old);
+  let exp_avg = exp_avg_old + row.one_minus_beta1 * (grad - exp_avg_old);
   let exp_avg_sq = v[i] * hyper.beta2 + hyper.one_minus_beta2 * grad * grad;
   let denom = sqrt(exp_avg_sq) / bias_correction2_sqrt + hyper.eps;
-  p[i] = p[i] * hyper.decay - step_size * (exp_avg / denom);
+  p[i] = p[i] * row.decay - step_size * (exp_avg / denom);
   m[i] = exp_avg;
   v[i] = exp_avg_sq;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { type LrSchedule, SCHEDULE_ROW, scheduleTable } from "./lr_schedule.ts";
 import {
   grid,
   kernel,
@@ -14,6 +15,7 @@ import {
   type Tensor,
   tensor,
   uniform,
+  upload,
   view,
 } from "./runtime.ts";
 
@@ -27,8 +29,13 @@ export interface AdamWOptions {
   state: Tensor;
   /** Trainable floats at the start of the flat buffer, a multiple of 4. */
   n: number;
-  /** Default 1e-3. */
+  /** Default 1e-3: the rate, or the schedule's base (OneCycleLR's max_lr). */
   lr?: number;
+  /**
+   * How the rate (and, under onecycle, beta1) moves along the run's steps (default
+   * constant). Its rows are read from the step count on the GPU; see lib/lr_schedule.ts.
+   */
+  schedule?: LrSchedule;
   /** Default [0.9, 0.999]. */
   betas?: [number, number];
   /** Default 1e-8. */
@@ -45,12 +52,15 @@ export interface AdamW {
   m: Tensor;
   /** exp_avg_sq f32 [n], zero at first. */
   v: Tensor;
+  /** The schedule table f32 [rows, 4] (lr, 1 - lr wd, 1 - beta1, ln beta1 per step). */
+  schedule: Tensor;
 }
 
 /**
  * Makes the AdamW op over the first `n` floats of the flat buffers, with moments allocated
  * zeroed. Scalars derived from the hyperparameters (1 - beta, ln beta, 1 - lr * wd) are
- * computed here in float64, as PyTorch computes them in Python floats.
+ * computed here in float64, as PyTorch computes them in Python floats, for every step of
+ * the schedule at once.
  *
  * @example
  * ```ts
@@ -71,6 +81,7 @@ export interface AdamW {
 export async function createAdamW(rt: Runtime, options: AdamWOptions): Promise<AdamW> {
   const { params, grads, state, n } = options;
   const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 1e-2 } = options;
+  const { schedule = { kind: "constant" } } = options;
   const [beta1, beta2] = betas;
   if (!Number.isInteger(n) || n < 4 || n % 4 !== 0) {
     throw new Error(`adamw: n = ${n} must be a positive multiple of 4 (the layout pads to 64)`);
@@ -85,20 +96,23 @@ export async function createAdamW(rt: Runtime, options: AdamWOptions): Promise<A
   }
   const m = tensor(rt, [n], { label: "adamw exp_avg" });
   const v = tensor(rt, [n], { label: "adamw exp_avg_sq" });
+  const rows = scheduleTable(schedule, { lr, beta1, weightDecay });
+  const table = tensor(rt, [rows.length / SCHEDULE_ROW, SCHEDULE_ROW], {
+    label: "adamw schedule",
+  });
+  upload(rt, table, rows);
   const hyper = uniform(rt, "adamw", {
     n,
-    "f32:lr": lr,
+    rows: rows.length / SCHEDULE_ROW,
     "f32:beta2": beta2,
-    "f32:one_minus_beta1": 1 - beta1,
     "f32:one_minus_beta2": 1 - beta2,
-    "f32:log_beta1": Math.log(beta1),
     "f32:log_beta2": Math.log(beta2),
     "f32:eps": eps,
-    "f32:decay": 1 - lr * weightDecay,
   });
   const WORKGROUP = 64;
   const k = await kernel(rt, "adamw.wgsl", "step", { WORKGROUP });
   const p = view(params, params.offset, [n], "adamw params");
   const g = view(grads, grads.offset, [n], "adamw grads");
-  return { op: op(rt, k, [p, g, m, v, state, hyper], grid(n / 4, WORKGROUP)), m, v };
+  const update = op(rt, k, [p, g, m, v, state, hyper, table], grid(n / 4, WORKGROUP));
+  return { op: update, m, v, schedule: table };
 }

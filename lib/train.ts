@@ -22,6 +22,7 @@ import {
 import { gatherOp, type GpuDataset, uploadDataset } from "./data_gpu.ts";
 import { crossEntropy, type MetricsRows, readMetrics } from "./layers/cross_entropy.ts";
 import { createAdamW } from "./adamw.ts";
+import type { LrSchedule } from "./lr_schedule.ts";
 import { createStepState, type StepState } from "./step_state.ts";
 
 /** Images and labels of one split, as the data files hold them. */
@@ -34,7 +35,15 @@ export interface Split {
 /** The seed's hyperparameters and ours. */
 export interface TrainConfig {
   batchSize: number;
+  /** AdamW's learning rate: the rate, or the schedule's base (OneCycleLR's max_lr). */
   lr: number;
+  /**
+   * How the rate moves along the run's steps (default constant, the notebook's): PyTorch's
+   * CosineAnnealingLR or OneCycleLR stepped every batch, over `totalSteps` steps of the run
+   * (all epochs). The step count the trainer keeps (and a resumed state restores) picks
+   * each step's rate, so a resumed run continues the schedule where it stopped.
+   */
+  lrSchedule?: LrSchedule;
   weightDecay: number;
   seed: number;
   /** Normalization of the inputs (MNIST's: 0.1307, 0.3081). */
@@ -211,6 +220,7 @@ export async function createTrainer(
     betas: [0.9, 0.999],
     eps: 1e-8,
     weightDecay: config.weightDecay,
+    schedule: config.lrSchedule,
   });
   const train = uploadDataset(rt, data.train.images, data.train.labels, { label: "train" });
   const test = uploadDataset(rt, data.test.images, data.test.labels, { label: "test" });

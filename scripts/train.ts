@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import type { Runtime } from "../lib/runtime.ts";
 import { type Model, MODELS } from "../lib/models.ts";
 import { createTrainer, type PassHooks, type PassResult, type Trainer } from "../lib/train.ts";
+import { LR_SCHEDULES, type LrSchedule, type LrScheduleKind } from "../lib/lr_schedule.ts";
 import { loadOptimizerDict, optimizerDict, stateDict } from "../lib/checkpoint.ts";
 import { exists } from "../lib/io/files.ts";
 import { lineChartsSvg } from "../lib/io/charts.ts";
@@ -79,6 +80,13 @@ const program = new Command()
   )
   .option("--batch-size <n>", "images per step", positiveInt("--batch-size"), 32)
   .option("--lr <x>", "AdamW learning rate", realNumber("--lr", { min: 0, exclusive: true }), 1e-3)
+  .addOption(
+    new Option(
+      "--lr-schedule <kind>",
+      "the rate along the run's steps: constant (the notebook's), cosine (CosineAnnealingLR to 0), " +
+        "onecycle (OneCycleLR, max_lr = --lr, PyTorch's defaults, beta1 cycled)",
+    ).choices(LR_SCHEDULES).default("constant" as LrScheduleKind),
+  )
   .option(
     "--weight-decay <x>",
     "AdamW weight decay",
@@ -112,6 +120,7 @@ const PLAN = [
   "dataset",
   "batchSize",
   "lr",
+  "lrSchedule",
   "weightDecay",
   "seed",
   "limit",
@@ -189,6 +198,15 @@ async function resumePlan(options: Options, given: (name: string) => boolean) {
     }
     const planned = typeof saved.epochs === "number" ? saved.epochs : options.epochs;
     const epochs = given("epochs") ? options.epochs : planned;
+    const schedule = saved.lrSchedule ?? "constant";
+    if (epochs !== planned && schedule !== "constant") {
+      throw new Error(
+        `--epochs ${epochs}: the run in ${dir} spreads its ${schedule} learning-rate schedule ` +
+          `over ${planned} epoch${
+            planned === 1 ? "" : "s"
+          }; a resumed run keeps that length (start a new run to change it)`,
+      );
+    }
     if (epochs !== planned) {
       console.log(`Training to ${epochs} epochs in total (the run planned ${planned}).`);
     }
@@ -325,9 +343,21 @@ async function train(options: Options, out: string, resumed?: Resumed): Promise<
 
   const model = MODELS[options.model](options);
   await checkBatchFits(rt, model, options.batchSize);
+  // The schedule spans every step of the planned epochs; the step count picks the rate.
+  const lrSchedule: LrSchedule = {
+    kind: options.lrSchedule,
+    totalSteps: options.epochs * Math.ceil(train.count / options.batchSize),
+  };
+  if (lrSchedule.kind !== "constant") {
+    console.log(
+      `Learning rate: ${lrSchedule.kind} schedule from --lr ${options.lr} over ` +
+        `${lrSchedule.totalSteps!.toLocaleString("en-US")} steps (${options.epochs} epochs)`,
+    );
+  }
   const trainer = await createTrainer(rt, model, { train, test: data.test }, {
     batchSize: options.batchSize,
     lr: options.lr,
+    lrSchedule,
     weightDecay: options.weightDecay,
     seed: options.seed,
     mean: normalization.mean,
