@@ -265,9 +265,14 @@ export async function lockRun(dir: string, log = console.log): Promise<() => voi
   } catch (e) {
     throw new Error(`${path}: cannot create the lock (${(e as Error).message})`);
   }
-  const holder = await readLock(path);
+  let holder = await readLock(path);
   if (!(await file.tryLock(true))) {
     file.close();
+    // The holder writes its pid just after it takes the lock: give it a moment to appear.
+    for (let tries = 0; holder.pid === undefined && tries < 20; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      holder = await readLock(path);
+    }
     throw new Error(
       `${dir} is being written by another training (process ${holder.pid ?? "?"}, started ` +
         `${holder.started ?? "?"}); wait for it to end, or stop it (${path})`,
