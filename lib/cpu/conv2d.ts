@@ -18,7 +18,7 @@ import {
   view,
 } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
-import { type Conv2dDims, conv2dDims } from "../layers/conv2d.ts";
+import { type Conv2dDims, conv2dDims, conv2dFields } from "../layers/conv2d.ts";
 import { cpuKernel, textureMirror } from "./texture.ts";
 
 /** Invocations per workgroup of stage_weights, pack and reduce_weight. */
@@ -50,19 +50,7 @@ interface Dims extends Conv2dDims {
 
 /** The kernels' uniform: fields as in the WGSL struct Params, in its order. */
 function params(rt: Runtime, d: Dims): Uniform {
-  return uniform(rt, "conv2d", {
-    batch: d.batch,
-    in_channels: d.inChannels,
-    height: d.height,
-    width: d.width,
-    out_channels: d.outChannels,
-    kernel_size: d.kernelSize,
-    stride: d.stride,
-    padding: d.padding,
-    out_height: d.outHeight,
-    out_width: d.outWidth,
-    slice_rows: d.sliceRows ?? 1,
-  });
+  return uniform(rt, "conv2d", { ...conv2dFields(d), slice_rows: d.sliceRows ?? 1 });
 }
 
 /** The smallest power of two of quads (4 channels) that covers n, at most `most`. */

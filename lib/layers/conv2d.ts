@@ -119,9 +119,12 @@ export function conv2dDims(layer: Layer, ctx: LayerContext): Conv2dDims {
   };
 }
 
-/** The kernels' uniform: fields as in the WGSL struct Params, in its order. */
-function params(rt: Runtime, d: Conv2dDims): Uniform {
-  return uniform(rt, "conv2d", {
+/**
+ * The fields of the conv2d kernels' uniform, as in the WGSL struct Params, in its order (the
+ * CPU wing's struct appends its own fields to these).
+ */
+export function conv2dFields(d: Conv2dDims): Record<string, number> {
+  return {
     batch: d.batch,
     in_channels: d.inChannels,
     height: d.height,
@@ -132,7 +135,12 @@ function params(rt: Runtime, d: Conv2dDims): Uniform {
     padding: d.padding,
     out_height: d.outHeight,
     out_width: d.outWidth,
-  });
+  };
+}
+
+/** The kernels' uniform. */
+function params(rt: Runtime, d: Conv2dDims): Uniform {
+  return uniform(rt, "conv2d", conv2dFields(d));
 }
 
 // forward:  x [N,C,H,W], weight [K,C,R,R], bias [K] -> y [N,K,P,Q]
