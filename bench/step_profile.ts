@@ -5,70 +5,40 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { Command } from "@commander-js/extra-typings";
 import { idle, type Op, opName, submit } from "../lib/runtime.ts";
-import { createRuntime, type KernelChoice } from "../lib/device.ts";
+import { createRuntime } from "../lib/device.ts";
 import { lenet } from "../lib/models.ts";
 import { createTrainer } from "../lib/train.ts";
 import { loadDataset } from "../lib/io/mnist.ts";
+import { kernelsOption, positiveInt } from "../scripts/cli_options.ts";
 
-const HELP = `Usage: deno task bench:profile [options]
-
-Times each op of one training step of the seed's model alone, then the whole step, on
-data/mnist (run deno task download first).
-
-Options:
-  --batch N          images per step (default 32)
-  --repeat N         calls per timed submit (default 20)
-  --trials N         timed submits per figure; the median is reported (default 5)
-  --kernels K        auto, plain or cpu: the kernel tier (default auto: cpu on llvmpipe)
-  -h, --help         this help
-Environment: DENO_WEBGPU_BACKEND=vulkan|gl picks Deno's WebGPU backend.`;
-
-function positive(name: string, value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name}: expected a positive integer, got "${value}"\n\n${HELP}`);
-    Deno.exit(2);
-  }
-  return n;
-}
-
-let values;
-try {
-  values = parseArgs({
-    args: Deno.args,
-    options: {
-      batch: { type: "string", default: "32" },
-      repeat: { type: "string", default: "20" },
-      trials: { type: "string", default: "5" },
-      kernels: { type: "string", default: "auto" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  }).values;
-} catch (e) {
-  console.error(`${(e as Error).message}\n\n${HELP}`);
-  Deno.exit(2);
-}
-if (values.help) {
-  console.log(HELP);
-  Deno.exit(0);
-}
-if (!["auto", "plain", "cpu"].includes(values.kernels)) {
-  console.error(`--kernels: expected auto, plain or cpu, got "${values.kernels}"\n\n${HELP}`);
-  Deno.exit(2);
-}
-const batch = positive("batch", values.batch), repeat = positive("repeat", values.repeat);
-const trials = positive("trials", values.trials);
-const rt = await createRuntime("auto", { kernels: values.kernels as KernelChoice });
+const program = new Command()
+  .name("deno task bench:profile")
+  .description(
+    "Times each op of one training step of the seed's model alone, then the whole step, on\n" +
+      "data/mnist (run deno task download first). DENO_WEBGPU_BACKEND=vulkan|gl picks Deno's\n" +
+      "WebGPU backend.",
+  )
+  .option("--batch <n>", "images per step", positiveInt("--batch"), 32)
+  .option("--repeat <n>", "calls per timed submit", positiveInt("--repeat"), 20)
+  .option(
+    "--trials <n>",
+    "timed submits per figure; the median is reported",
+    positiveInt("--trials"),
+    5,
+  )
+  .addOption(kernelsOption());
+program.parse(["deno", "bench:profile", ...Deno.args]);
+const { batch, repeat, trials, kernels } = program.opts();
+const rt = await createRuntime("auto", { kernels });
 const data = await loadDataset("data", "mnist");
 const trainer = await createTrainer(rt, lenet(), data, {
   batchSize: batch,
   lr: 1e-3,
   weightDecay: 1e-4,
   seed: 0,
-  mean: 0.1307,
-  std: 0.3081,
+  ...data.normalization,
 });
 
 async function timed(ops: Op[], times: number): Promise<number> {

@@ -54,7 +54,7 @@ export async function syntheticData(dir: string, counts: { train: number; test: 
   }
 }
 
-/** The path of scripts/<name>. */
+/** The path of scripts/<name> (or of another folder's script: "../bench/step_profile.ts"). */
 export function scriptPath(name: string): string {
   return new URL(`../../scripts/${name}`, import.meta.url).pathname;
 }
