@@ -227,7 +227,7 @@ export async function buildGraph(
   let dInput: Tensor | null = null;
   const outputs = new Map<string, Tensor>();
   const built: LayerOps[] = [];
-  for (const { name, layer } of model.layers) {
+  for (const [i, { name, layer }] of model.layers.entries()) {
     const shape = layer.outputShape(input.shape);
     const y = layer.alias
       ? view(input, input.offset, shape, name)
@@ -249,6 +249,8 @@ export async function buildGraph(
       dx: dInput,
       params: views(params, name, false),
       grads: views(grads, name, true),
+      before: model.layers[i - 1]?.layer,
+      after: model.layers[i + 1]?.layer,
     };
     built.push(
       layer.alias

@@ -14,6 +14,7 @@ import type { Layer } from "../lib/layers/layer.ts";
 import type { Tier } from "../lib/tier.ts";
 import { type LayerHarness, layerHarness } from "./util/layer.ts";
 import { cpuKernel, textureMirror } from "../lib/cpu/texture.ts";
+import { unusedStorageTexture } from "../lib/cpu/handoff.ts";
 import { batchnorm2d } from "../lib/layers/batchnorm2d.ts";
 import {
   batchnorm2dBackward,
@@ -286,7 +287,8 @@ Deno.test(
     const { weight, bias, running_mean, running_var } = h.params;
     const xt = textureMirror(rt, h.x);
     const y4 = view(h.y, 0, [Math.ceil(h.y.size / 4), 4], "y (vec4)");
-    const bindings = [xt, weight, bias, running_mean, running_var, y4, u];
+    const y4t = unusedStorageTexture(rt); // no packed y (lib/cpu/handoff.ts)
+    const bindings = [xt, weight, bias, running_mean, running_var, y4, u, y4t];
     submit(rt, [xt.copy, op(rt, k, bindings, [3, 2])]);
     const ref = batchnorm2dEvalForward({ x, shape }, p, { relu: true });
     assertClose(await readback(rt, h.y), ref, { atol: 1e-6, rtol: 1e-6 }, "y");

@@ -32,20 +32,34 @@
 // the flat index of a value, t = f / 4 its texel; s slice of the batch (images
 // [s*SPAN, (s+1)*SPAN), SPAN = ceil(N / SLICES)).
 //
+// Handoffs (lib/cpu/handoff.ts): next to the wing's Conv2d, x and dx (PACKED_IN: a conv
+// before) or y and dy (PACKED_OUT: a conv after) are textures packed in groups of four
+// images (kernels/cpu/conv2d.wgsl's N4 layout: texel (g, c, p) = position p of channel c of
+// images 4g..4g+3). Then the walks go over a channel's texels (g, c, p), four images a texel
+// (each image's plane its own statistics, as above), with the lanes of images past N
+// masked, and a plain tensor is read or written four single floats at a time. A packed dx
+// holds 0 for the images past N; y is written plain as well where Y_PLAIN says (in eval).
+//
 // Bindings (per entry point, numbered from 0 in the order listed):
 //   eval_forward:  x [N,C,H,W] (texture), weight [C], bias [C], running_mean [C],
-//                  running_var [C], y [N,C,H,W] (as vec4s), params
+//                  running_var [C], y [N,C,H,W] (as vec4s), params, y4 (storage texture)
 //   train_forward: the same, then saved [C,4] (written: mean, invstd, scale, shift)
 //   backward:      x (texture), dy [N,C,H,W] (texture), saved [C,4], dweight [C], dbias [C],
-//                  dx [N,C,H,W] (as vec4s), params
+//                  dx [N,C,H,W] (as vec4s), params, dx4 (storage texture)
 
 override WORKGROUP: u32 = 8;
 override RELU: bool = false;
 override BATCH: u32 = 1;
 override CHANNELS: u32 = 1;
 override PLANE: u32 = 1;
-// eval_forward: slices of the batch per channel.
+// eval_forward: slices of the batch per channel (of its groups of four with a handoff).
 override SLICES: u32 = 1;
+// Handoffs: x and dx packed; y and dy packed; y written plain too.
+override PACKED_IN: bool = false;
+override PACKED_OUT: bool = false;
+override Y_PLAIN: bool = true;
+// Groups of four images.
+override GROUPS: u32 = (BATCH + 3u) / 4u;
 
 // Texels per row of a texture mirror (set from lib/cpu/texture.ts TEXTURE_ROW).
 override TEXTURE_ROW: u32;
@@ -70,7 +84,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<vec4f>;
 @group(0) @binding(6) var<uniform> params: Params;
-@group(0) @binding(7) var<storage, read_write> saved_out: array<vec4f>;
+@group(0) @binding(7) var y4: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(8) var<storage, read_write> saved_out: array<vec4f>;
 
 // backward
 @group(0) @binding(1) var dy: texture_2d<f32>;
@@ -79,9 +94,14 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> dbias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<vec4f>;
 @group(0) @binding(6) var<uniform> backward_params: Params;
+@group(0) @binding(7) var dx4: texture_storage_2d<rgba32float, write>;
+
+fn texel_at(i: u32) -> vec2u {
+  return vec2u(i % TEXTURE_ROW, i / TEXTURE_ROW);
+}
 
 fn texel(t: texture_2d<f32>, i: u32) -> vec4f {
-  return textureLoad(t, vec2u(i % TEXTURE_ROW, i / TEXTURE_ROW), 0);
+  return textureLoad(t, texel_at(i), 0);
 }
 
 // Plane (n, c): floats [start, start + PLANE) in texels first..last; the floats of first and
@@ -155,7 +175,11 @@ fn channel_stats(c: u32) -> vec3f {
     }
     total = welford_combine(total, w);
   }
-  // The four sets of floats 0, 1, 2, 3 of the texels, combined.
+  return lanes_combined(total);
+}
+
+// The four sets of floats 0, 1, 2, 3 of the texels, combined: (count, mean, m2).
+fn lanes_combined(total: Welford4) -> vec3f {
   let pair = welford_combine(
     Welford4(total.count.xyxy, total.mean.xyxy, total.m2.xyxy),
     Welford4(total.count.zwzw, total.mean.zwzw, total.m2.zwzw),
@@ -165,6 +189,115 @@ fn channel_stats(c: u32) -> vec3f {
     Welford4(pair.count.yyyy, pair.mean.yyyy, pair.m2.yyyy),
   );
   return vec3f(all.count.x, all.mean.x, all.m2.x);
+}
+
+// ---- the packed walk (handoffs) ----
+
+// The images of group g that exist.
+fn live_images(g: u32) -> vec4<bool> {
+  return vec4u(g * 4u) + IOTA < vec4u(BATCH);
+}
+
+// Texel (g, c, p) of a packed tensor.
+fn packed_index(g: u32, c: u32, p: u32) -> u32 {
+  return (g * CHANNELS + c) * PLANE + p;
+}
+
+// Float f of a plain tensor, from its mirror.
+fn plain_float(t: texture_2d<f32>, f: u32) -> f32 {
+  return texel(t, f / 4u)[f % 4u];
+}
+
+// Position p of channel c of images 4g..4g+3 of a plain tensor (image N-1 past N).
+fn plain_quad(t: texture_2d<f32>, g: u32, c: u32, p: u32) -> vec4f {
+  let f = (min(vec4u(g * 4u) + IOTA, vec4u(BATCH - 1u)) * CHANNELS + c) * PLANE + p;
+  return vec4f(plain_float(t, f.x), plain_float(t, f.y), plain_float(t, f.z), plain_float(t, f.w));
+}
+
+fn x_quad(g: u32, c: u32, p: u32) -> vec4f {
+  if (PACKED_IN) {
+    return texel(x, packed_index(g, c, p));
+  }
+  return plain_quad(x, g, c, p);
+}
+
+fn dy_quad(g: u32, c: u32, p: u32) -> vec4f {
+  if (PACKED_OUT) {
+    return texel(dy, packed_index(g, c, p));
+  }
+  return plain_quad(dy, g, c, p);
+}
+
+// The flat indices of position p of channel c in images 4g..4g+3 of a plain tensor.
+fn plain_indices(g: u32, c: u32, p: u32) -> vec4u {
+  return ((vec4u(g * 4u) + IOTA) * CHANNELS + c) * PLANE + p;
+}
+
+// Writes v (images 4g..4g+3 at (c, p)): packed (the lanes past N as they are), and plain
+// where Y_PLAIN says.
+fn store_y_quad(g: u32, c: u32, p: u32, v: vec4f) {
+  let live = live_images(g);
+  if (PACKED_OUT) {
+    textureStore(y4, texel_at(packed_index(g, c, p)), v);
+  }
+  if (!Y_PLAIN) {
+    return;
+  }
+  let f = plain_indices(g, c, p);
+  y[f.x / 4u][f.x % 4u] = v.x;
+  if (live.y) {
+    y[f.y / 4u][f.y % 4u] = v.y;
+  }
+  if (live.z) {
+    y[f.z / 4u][f.z % 4u] = v.z;
+  }
+  if (live.w) {
+    y[f.w / 4u][f.w % 4u] = v.w;
+  }
+}
+
+// Writes v (dx of images 4g..4g+3 at (c, p)): packed for a conv before, 0 past N (the conv's
+// weight and bias gradients sum over the four lanes), else plain.
+fn store_dx_quad(g: u32, c: u32, p: u32, v: vec4f) {
+  let live = live_images(g);
+  if (PACKED_IN) {
+    textureStore(dx4, texel_at(packed_index(g, c, p)), select(vec4f(), v, live));
+    return;
+  }
+  let f = plain_indices(g, c, p);
+  dx[f.x / 4u][f.x % 4u] = v.x;
+  if (live.y) {
+    dx[f.y / 4u][f.y % 4u] = v.y;
+  }
+  if (live.z) {
+    dx[f.z / 4u][f.z % 4u] = v.z;
+  }
+  if (live.w) {
+    dx[f.w / 4u][f.w % 4u] = v.w;
+  }
+}
+
+// channel_stats over the packed walk: lane j of group g is image 4g+j's plane.
+fn channel_stats_packed(c: u32) -> vec3f {
+  var total = Welford4(vec4f(0.0), vec4f(0.0), vec4f(0.0));
+  for (var g = 0u; g < GROUPS; g++) {
+    let live = live_images(g);
+    var w = Welford4(vec4f(0.0), vec4f(0.0), vec4f(0.0));
+    for (var p = 0u; p < PLANE; p++) {
+      welford_add(&w, x_quad(g, c, p), live);
+    }
+    total = welford_combine(total, w);
+  }
+  return lanes_combined(total);
+}
+
+// normalize over the packed walk, groups [g0, g1).
+fn normalize_packed(c: u32, g0: u32, g1: u32, affine: vec4f) {
+  for (var g = g0; g < g1; g++) {
+    for (var p = 0u; p < PLANE; p++) {
+      store_y_quad(g, c, p, normalized(x_quad(g, c, p), affine));
+    }
+  }
 }
 
 // ---- normalization ----
@@ -230,7 +363,12 @@ fn train_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   if (c >= CHANNELS) {
     return;
   }
-  let w = channel_stats(c);
+  var w: vec3f;
+  if (PACKED_IN || PACKED_OUT) {
+    w = channel_stats_packed(c);
+  } else {
+    w = channel_stats(c);
+  }
   let mean = w.y;
   let affine = channel_affine(c, mean, 1.0 / sqrt(w.z / w.x + params.eps));
   saved_out[c] = affine;
@@ -238,7 +376,11 @@ fn train_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   let keep = 1.0 - params.momentum;
   running_mean[c] = keep * running_mean[c] + params.momentum * mean;
   running_var[c] = keep * running_var[c] + params.momentum * unbiased;
-  normalize(c, 0u, BATCH, affine);
+  if (PACKED_IN || PACKED_OUT) {
+    normalize_packed(c, 0u, GROUPS, affine);
+  } else {
+    normalize(c, 0u, BATCH, affine);
+  }
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -248,35 +390,47 @@ fn eval_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
     return;
   }
   let c = i / SLICES;
+  let invstd = 1.0 / sqrt(running_var[c] + params.eps);
+  let affine = channel_affine(c, running_mean[c], invstd);
+  if (PACKED_IN || PACKED_OUT) {
+    let span = (GROUPS + SLICES - 1u) / SLICES;
+    let g0 = (i % SLICES) * span;
+    normalize_packed(c, g0, min(g0 + span, GROUPS), affine);
+    return;
+  }
   let span = (BATCH + SLICES - 1u) / SLICES;
   let n0 = (i % SLICES) * span;
-  let invstd = 1.0 / sqrt(running_var[c] + params.eps);
-  normalize(c, n0, min(n0 + span, BATCH), channel_affine(c, running_mean[c], invstd));
+  normalize(c, n0, min(n0 + span, BATCH), affine);
 }
 
 // ---- backward ----
 
-// Adds g and g * xhat of the floats of texel t that `take` says to sums (4 floats apart).
-fn add_sums(sums: ptr<function, mat2x4f>, t: u32, take: vec4<bool>, affine: vec4f) {
-  let v = texel(x, t);
+// Adds g and g * xhat of the floats of x (v) and dy (d) that `take` says to sums (4 floats
+// apart).
+fn add_sums(sums: ptr<function, mat2x4f>, v: vec4f, d: vec4f, take: vec4<bool>, affine: vec4f) {
   var keep = take;
   if (RELU) {
     keep &= pre_activation(v, affine) > vec4f(0.0);
   }
-  let g = select(vec4f(0.0), texel(dy, t), keep);
+  let g = select(vec4f(0.0), d, keep);
   (*sums)[0] += g;
   (*sums)[1] += select(vec4f(0.0), g * (v - affine.x) * affine.y, keep);
 }
 
-fn input_grad(t: u32, affine: vec4f, sums: vec2f) -> vec4f {
-  let v = texel(x, t);
-  var g = texel(dy, t);
+// dx of the floats of x (v) and dy (d).
+fn input_grad(v: vec4f, d: vec4f, affine: vec4f, sums: vec2f) -> vec4f {
+  var g = d;
   if (RELU) {
     g = select(vec4f(0.0), g, pre_activation(v, affine) > vec4f(0.0));
   }
   let m = f32(BATCH * PLANE);
   let xhat = (v - affine.x) * affine.y;
   return affine.z / m * (m * g - sums.x - xhat * sums.y);
+}
+
+// dx of texel t of the plain x and dy.
+fn dx_at(t: u32, affine: vec4f, sums: vec2f) -> vec4f {
+  return input_grad(texel(x, t), texel(dy, t), affine, sums);
 }
 
 fn store_dx(t: u32, v: vec4f, take: vec4<bool>) {
@@ -294,6 +448,38 @@ fn store_dx(t: u32, v: vec4f, take: vec4<bool>) {
   }
 }
 
+// Channel c's sums (rows: g, g * xhat; 4 floats apart), added plane by plane.
+fn plain_sums(c: u32, affine: vec4f) -> mat2x4f {
+  var total = mat2x4f(vec4f(0.0), vec4f(0.0));
+  for (var n = 0u; n < BATCH; n++) {
+    let pl = plane(n, c);
+    var sums = mat2x4f(vec4f(0.0), vec4f(0.0));
+    add_sums(&sums, texel(x, pl.first), texel(dy, pl.first), pl.first_mask, affine);
+    for (var t = pl.first + 1u; t < pl.last; t++) {
+      add_sums(&sums, texel(x, t), texel(dy, t), ALL, affine);
+    }
+    if (pl.last > pl.first) {
+      add_sums(&sums, texel(x, pl.last), texel(dy, pl.last), pl.last_mask, affine);
+    }
+    total += sums;
+  }
+  return total;
+}
+
+// plain_sums over the packed walk (lane j of group g: image 4g+j's plane).
+fn packed_sums(c: u32, affine: vec4f) -> mat2x4f {
+  var total = mat2x4f(vec4f(0.0), vec4f(0.0));
+  for (var g = 0u; g < GROUPS; g++) {
+    let live = live_images(g);
+    var sums = mat2x4f(vec4f(0.0), vec4f(0.0));
+    for (var p = 0u; p < PLANE; p++) {
+      add_sums(&sums, x_quad(g, c, p), dy_quad(g, c, p), live, affine);
+    }
+    total += sums;
+  }
+  return total;
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let c = flat_index(gid, groups);
@@ -301,19 +487,12 @@ fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     return;
   }
   let affine = saved[c];
-  // Sums per plane (rows: g, g * xhat; 4 floats apart), added to the channel's plane by plane.
-  var total = mat2x4f(vec4f(0.0), vec4f(0.0));
-  for (var n = 0u; n < BATCH; n++) {
-    let pl = plane(n, c);
-    var sums = mat2x4f(vec4f(0.0), vec4f(0.0));
-    add_sums(&sums, pl.first, pl.first_mask, affine);
-    for (var t = pl.first + 1u; t < pl.last; t++) {
-      add_sums(&sums, t, ALL, affine);
-    }
-    if (pl.last > pl.first) {
-      add_sums(&sums, pl.last, pl.last_mask, affine);
-    }
-    total += sums;
+  let packed = PACKED_IN || PACKED_OUT;
+  var total: mat2x4f;
+  if (packed) {
+    total = packed_sums(c, affine);
+  } else {
+    total = plain_sums(c, affine);
   }
   let sums = vec2f(
     (total[0].x + total[0].y) + (total[0].z + total[0].w),
@@ -324,14 +503,22 @@ fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
   if (backward_params.input_grad == 0u) {
     return;
   }
+  if (packed) {
+    for (var g = 0u; g < GROUPS; g++) {
+      for (var p = 0u; p < PLANE; p++) {
+        store_dx_quad(g, c, p, input_grad(x_quad(g, c, p), dy_quad(g, c, p), affine, sums));
+      }
+    }
+    return;
+  }
   for (var n = 0u; n < BATCH; n++) {
     let pl = plane(n, c);
-    store_dx(pl.first, input_grad(pl.first, affine, sums), pl.first_mask);
+    store_dx(pl.first, dx_at(pl.first, affine, sums), pl.first_mask);
     for (var t = pl.first + 1u; t < pl.last; t++) {
-      dx[t] = input_grad(t, affine, sums);
+      dx[t] = dx_at(t, affine, sums);
     }
     if (pl.last > pl.first) {
-      store_dx(pl.last, input_grad(pl.last, affine, sums), pl.last_mask);
+      store_dx(pl.last, dx_at(pl.last, affine, sums), pl.last_mask);
     }
   }
 }

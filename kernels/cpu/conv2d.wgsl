@@ -32,9 +32,15 @@
 //   pack:            t [N,I] (texture mirror of a plain tensor, I floats an image),
 //                    t4 [G,I] of vec4, pack params
 //   forward:         x4 [G,C,H,W] (texture), wf (uniform, 64 KiB window), wf (storage),
-//                    b [K], y [N,K,P,Q], params
+//                    b [K], y [N,K,P,Q], params, y4 [G,K,P,Q] (storage texture)
 //   backward_input:  dy4 [G,K,P,Q] (texture), wb (uniform, 64 KiB window), wb (storage),
-//                    dx [N,C,H,W], params
+//                    dx [N,C,H,W], params, dx4 [G,C,H,W] (storage texture)
+//
+// Handoffs (lib/cpu/handoff.ts): when the layer next to the conv is the wing's BatchNorm2d,
+// x4 or dy4 is the texture that BatchNorm wrote packed (no pack), and forward or
+// backward_input writes its output packed into y4 or dx4 for it (STORE_PACKED; the lanes of
+// images past N hold whatever, BatchNorm masks them), and the plain y or dx only where
+// someone reads it (STORE_PLAIN).
 //   backward_weight: x4 [G,C,H,W] (texture), dy4 [G,K,P,Q] (texture),
 //                    part [slices, K*CRR + K], params
 //   reduce_weight:   part [slices, K*CRR + K], dw [K,C,R,R], db [K], params
@@ -50,6 +56,9 @@ override UNIFORM_WEIGHTS: bool = true;
 // backward_weight: channel quads and column quads per invocation (1, 2 or 4 each).
 override K_QUADS: u32 = 4;
 override COL_QUADS: u32 = 4;
+// forward, backward_input: write the output plain (y, dx) and/or packed (y4, dx4).
+override STORE_PLAIN: bool = true;
+override STORE_PACKED: bool = false;
 // pack: every image is a whole number of texels (I % 4 == 0), so a texel of the plain
 // tensor holds 4 values of one image and one invocation can transpose a 4x4 block.
 override ALIGNED: bool = true;
@@ -73,10 +82,16 @@ const IOTA = vec4u(0u, 1u, 2u, 3u);
 // Texels per row of a texture mirror (set from lib/cpu/texture.ts TEXTURE_ROW).
 override TEXTURE_ROW: u32;
 
+// Where texel i of a texture mirror or a packed texture lies.
+fn texel_at(i: u32) -> vec2u {
+  return vec2u(i % TEXTURE_ROW, i / TEXTURE_ROW);
+}
+
 // Texel i of a texture mirror: floats 4i..4i+3 of its tensor.
 fn texel(t: texture_2d<f32>, i: u32) -> vec4f {
-  return textureLoad(t, vec2u(i % TEXTURE_ROW, i / TEXTURE_ROW), 0);
+  return textureLoad(t, texel_at(i), 0);
 }
+
 
 // outer(a, b)[j][i] = a[i] * b[j]: column j is a scaled by b[j].
 fn outer(a: vec4f, b: vec4f) -> mat4x4f {
@@ -190,6 +205,7 @@ fn pack(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
 @group(0) @binding(3) var<storage, read> fb: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fy: array<f32>;
 @group(0) @binding(5) var<uniform> fparams: Params;
+@group(0) @binding(6) var fy4: texture_storage_2d<rgba32float, write>;
 
 // wf quad i: w[4i%K4.. +3, crs] for crs = i / K4.
 fn forward_weights(i: u32) -> vec4f {
@@ -233,10 +249,29 @@ fn store_y4(v: vec4f, k: u32, n: u32, m: u32, u: Params) {
   }
 }
 
-// Stores block[j][i] = y[4g+j, k+i, m] for the images and channels that exist. (Written out
+// Stores block[j][i] = y[4g+j, k+i, m] for the images and channels that exist: plain, and
+// packed as texels (g, k+i, m) of y4 (row i of the block). (Written out
 // by column: a loop here would index the matrix by a variable, see the header.)
 fn store_y(block: mat4x4f, k: u32, g: u32, m: u32, u: Params) {
   if (k >= u.out_channels) {
+    return;
+  }
+  if (STORE_PACKED) {
+    let plane = u.out_height * u.out_width;
+    let at = (g * u.out_channels + k) * plane + m;
+    let t = transpose(block);
+    textureStore(fy4, texel_at(at), t[0]);
+    if (k + 1u < u.out_channels) {
+      textureStore(fy4, texel_at(at + plane), t[1]);
+    }
+    if (k + 2u < u.out_channels) {
+      textureStore(fy4, texel_at(at + 2u * plane), t[2]);
+    }
+    if (k + 3u < u.out_channels) {
+      textureStore(fy4, texel_at(at + 3u * plane), t[3]);
+    }
+  }
+  if (!STORE_PLAIN) {
     return;
   }
   store_y4(block[0], k, g * 4u, m, u);
@@ -397,6 +432,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
 @group(0) @binding(2) var<storage, read> iws: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> idx: array<f32>;
 @group(0) @binding(4) var<uniform> iparams: Params;
+@group(0) @binding(5) var idx4: texture_storage_2d<rgba32float, write>;
 
 // wb quad i: w[k, 4i%C4.. +3, r, s] for (k,r,s) = i / C4.
 fn backward_weights(i: u32) -> vec4f {
@@ -425,9 +461,28 @@ fn store_dx4(v: vec4f, c: u32, n: u32, at: u32, u: Params) {
   }
 }
 
-// Stores block[j][i] = dx[4g+j, c+i, at] for the images and channels that exist.
+// Stores block[j][i] = dx[4g+j, c+i, at] for the images and channels that exist: plain, and
+// packed as texels (g, c+i, at) of dx4 (row i of the block).
 fn store_dx(block: mat4x4f, c: u32, g: u32, at: u32, u: Params) {
   if (c >= u.in_channels) {
+    return;
+  }
+  if (STORE_PACKED) {
+    let plane = u.height * u.width;
+    let first = (g * u.in_channels + c) * plane + at;
+    let t = transpose(block);
+    textureStore(idx4, texel_at(first), t[0]);
+    if (c + 1u < u.in_channels) {
+      textureStore(idx4, texel_at(first + plane), t[1]);
+    }
+    if (c + 2u < u.in_channels) {
+      textureStore(idx4, texel_at(first + 2u * plane), t[2]);
+    }
+    if (c + 3u < u.in_channels) {
+      textureStore(idx4, texel_at(first + 3u * plane), t[3]);
+    }
+  }
+  if (!STORE_PLAIN) {
     return;
   }
   store_dx4(block[0], c, g * 4u, at, u);

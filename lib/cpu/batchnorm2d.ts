@@ -5,10 +5,11 @@
  * @module
  */
 
-import { grid, type Op, op, type Tensor, tensor, uniform, view } from "../runtime.ts";
+import { grid, type Op, op, type Runtime, type Tensor, tensor, uniform, view } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
 import { type BatchnormConfig, checkedShape } from "../layers/batchnorm2d.ts";
 import { cpuKernel, textureMirror } from "./texture.ts";
+import { handsOffPacked, packedTexture, unusedStorageTexture } from "./handoff.ts";
 
 /** At most this many invocations per workgroup (one SIMD vector on llvmpipe). */
 const WORKGROUP = 8;
@@ -29,6 +30,10 @@ function asTexels(t: Tensor): Tensor {
  * and dy read from texture mirrors, y and dx stored a vec4 at a time. The backward reads the
  * batch statistics the training forward saved (mean, invstd, scale, shift [C,4]), and x's
  * mirror that it refreshed.
+ *
+ * Next to the wing's Conv2d (lib/cpu/handoff.ts), x and dx (a conv before) or y and dy (a conv
+ * after) are handed over packed: no mirror copies for them, and y (plain only in eval) or dx
+ * is written packed for the conv.
  */
 export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise<LayerOps> {
   const config = layer.config as unknown as BatchnormConfig;
@@ -38,10 +43,26 @@ export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise
   // Training and backward: one invocation per channel, in workgroups small enough that both
   // of llvmpipe's threads get one when there are few channels.
   const channelGroup = Math.min(WORKGROUP, Math.ceil(channels / 2));
-  const slices = Math.min(batch, Math.ceil(EVAL_INVOCATIONS / channels));
-  const shape = { BATCH: batch, CHANNELS: channels, PLANE: plane, RELU: config.relu ? 1 : 0 };
+  // Handed over packed: x and dx from a conv before, y and dy to a conv after.
+  const packedIn = handsOffPacked(ctx.before, layer);
+  const packedOut = handsOffPacked(layer, ctx.after);
+  // eval_forward's slices: of the batch, or of its groups of four in the packed walk.
+  const sliced = packedIn || packedOut ? Math.ceil(batch / 4) : batch;
+  const slices = Math.min(sliced, Math.ceil(EVAL_INVOCATIONS / channels));
+  const shape = {
+    BATCH: batch,
+    CHANNELS: channels,
+    PLANE: plane,
+    RELU: config.relu ? 1 : 0,
+    PACKED_IN: packedIn ? 1 : 0,
+    PACKED_OUT: packedOut ? 1 : 0,
+  };
   const [trainK, evalK, backwardK] = await Promise.all([
-    cpuKernel(rt, "batchnorm2d.wgsl", "train_forward", { ...shape, WORKGROUP: channelGroup }),
+    cpuKernel(rt, "batchnorm2d.wgsl", "train_forward", {
+      ...shape,
+      WORKGROUP: channelGroup,
+      Y_PLAIN: packedOut ? 0 : 1,
+    }),
     cpuKernel(rt, "batchnorm2d.wgsl", "eval_forward", { ...shape, WORKGROUP, SLICES: slices }),
     cpuKernel(rt, "batchnorm2d.wgsl", "backward", { ...shape, WORKGROUP: channelGroup }),
   ]);
@@ -54,24 +75,29 @@ export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise
   });
   const trainU = uniform(rt, "batchnorm2d train", fields(false, config.momentum));
   const evalU = uniform(rt, "batchnorm2d eval", fields(false, 0));
-  const xt = textureMirror(rt, x);
-  const dyt = textureMirror(rt, dy);
+  // x and dy: handed over packed, or plain tensors read from their mirrors.
+  const input = (t: Tensor, handedOver: boolean) =>
+    handedOver ? { binding: packedTexture(rt, t), copy: [] } : mirrored(rt, t);
+  const xt = input(x, packedIn);
+  const dyt = input(dy, packedOut);
+  const unused = unusedStorageTexture(rt);
   const perChannel = grid(channels, channelGroup);
   const forwardBindings = [
-    xt,
+    xt.binding,
     params.weight,
     params.bias,
     params.running_mean,
     params.running_var,
     asTexels(y),
   ];
+  const y4 = packedOut ? packedTexture(rt, y) : unused;
   const train: Op[] = [
-    xt.copy,
-    op(rt, trainK, [...forwardBindings, trainU, saved], perChannel),
+    ...xt.copy,
+    op(rt, trainK, [...forwardBindings, trainU, y4, saved], perChannel),
   ];
   const evalOps: Op[] = [
-    xt.copy,
-    op(rt, evalK, [...forwardBindings, evalU], grid(channels * slices, WORKGROUP)),
+    ...xt.copy,
+    op(rt, evalK, [...forwardBindings, evalU, y4], grid(channels * slices, WORKGROUP)),
   ];
 
   // dx [N,C,H,W], dweight [C], dbias [C] <- dy [N,C,H,W], x, saved statistics
@@ -79,14 +105,21 @@ export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise
   // Without a dx to write (BatchNorm as the first layer), a stand-in is bound and not written.
   const dx = ctx.dx ?? tensor(rt, [4], { label: "batchnorm2d unused dx" });
   const backwardU = uniform(rt, "batchnorm2d backward", fields(ctx.dx !== null, 0));
+  const dx4 = packedIn ? packedTexture(rt, dx) : unused;
   const backward: Op[] = [
-    dyt.copy,
+    ...dyt.copy,
     op(
       rt,
       backwardK,
-      [xt, dyt, saved, grads.weight, grads.bias, asTexels(dx), backwardU],
+      [xt.binding, dyt.binding, saved, grads.weight, grads.bias, asTexels(dx), backwardU, dx4],
       perChannel,
     ),
   ];
   return { train, eval: evalOps, backward, saved: { statistics: saved } };
+}
+
+/** `t`'s texture mirror as a binding, and the copy that refreshes it. */
+function mirrored(rt: Runtime, t: Tensor) {
+  const mirror = textureMirror(rt, t);
+  return { binding: mirror, copy: [mirror.copy] };
 }

@@ -20,6 +20,7 @@ import {
 import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
 import { type Conv2dDims, conv2dDims, conv2dFields } from "../layers/conv2d.ts";
 import { cpuKernel, textureMirror } from "./texture.ts";
+import { handsOffPacked, packedTexture, unusedStorageTexture } from "./handoff.ts";
 
 /** Invocations per workgroup of stage_weights, pack and reduce_weight. */
 const WORKGROUP = 64;
@@ -95,6 +96,10 @@ function stageBuffer(rt: Runtime, floats: { wf: number; wb: number }) {
  * dy, then one dispatch for dx (when a layer below needs it) and two that write dweight and
  * dbias (partial sums over slices of the batch, then their sum). The backward reads the staged
  * weights and the packed x its step's forward wrote (`saved`).
+ *
+ * Next to the wing's BatchNorm2d (lib/cpu/handoff.ts), x and dx (a BatchNorm before) or y and
+ * dy (a BatchNorm after) are handed over packed: no pack and no copies for them, and the
+ * forward or backward_input writes its output packed for the BatchNorm, plain only in eval.
  */
 export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<LayerOps> {
   const d: Dims = conv2dDims(layer, ctx);
@@ -111,18 +116,32 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
   const forwardQuads = quadsFor(d.outChannels, 8);
   const inputQuads = quadsFor(d.inChannels, 4);
   const weightQuads = { K_QUADS: quadsFor(d.outChannels, 4), COL_QUADS: quadsFor(columns, 4) };
-  const [stageK, forwardK, inputK, weightK, reduceK] = await Promise.all([
+  // Handed over packed: x and dx from a BatchNorm before, y and dy to a BatchNorm after.
+  const packedIn = handsOffPacked(ctx.before, layer);
+  const packedOut = handsOffPacked(layer, ctx.after);
+  // The output's stores: plain where someone reads it (always in eval), packed for a handoff.
+  const stores = (packed: boolean, plain: boolean) => ({
+    STORE_PACKED: packed ? 1 : 0,
+    STORE_PLAIN: plain ? 1 : 0,
+  });
+  const forwardConstants = {
+    WORKGROUP: PIXEL_WORKGROUP,
+    QUADS: forwardQuads,
+    PIXELS,
+    UNIFORM_WEIGHTS: wfFloats <= UNIFORM_FLOATS ? 1 : 0,
+  };
+  const [stageK, forwardK, evalK, inputK, weightK, reduceK] = await Promise.all([
     cpuKernel(rt, "conv2d.wgsl", "stage_weights", { WORKGROUP }),
     cpuKernel(rt, "conv2d.wgsl", "forward", {
-      WORKGROUP: PIXEL_WORKGROUP,
-      QUADS: forwardQuads,
-      PIXELS,
-      UNIFORM_WEIGHTS: wfFloats <= UNIFORM_FLOATS ? 1 : 0,
+      ...forwardConstants,
+      ...stores(packedOut, !packedOut),
     }),
+    cpuKernel(rt, "conv2d.wgsl", "forward", { ...forwardConstants, ...stores(packedOut, true) }),
     cpuKernel(rt, "conv2d.wgsl", "backward_input", {
       WORKGROUP: INPUT_WORKGROUP,
       QUADS: inputQuads,
       UNIFORM_WEIGHTS: wbFloats <= UNIFORM_FLOATS ? 1 : 0,
+      ...stores(packedIn, !packedIn),
     }),
     cpuKernel(rt, "conv2d.wgsl", "backward_weight", {
       WORKGROUP: WEIGHT_WORKGROUP,
@@ -132,8 +151,14 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
   ]);
   // x and dy packed in groups of four images, as textures (see kernels/conv2d.wgsl).
   const groupCount = Math.ceil(d.batch / 4);
-  const x4 = await packed(rt, x, groupCount);
-  const dy4 = await packed(rt, dy, groupCount);
+  const handedOver = (t: Tensor) => ({
+    texture: packedTexture(rt, t),
+    ops: [] as Op[],
+    flat: undefined,
+  });
+  const x4 = packedIn ? handedOver(x) : await packed(rt, x, groupCount);
+  const dy4 = packedOut ? handedOver(dy) : await packed(rt, dy, groupCount);
+  const unused = unusedStorageTexture(rt);
 
   // Invocations: forward, 4 images x PIXELS output pixels x 4*QUADS channels;
   // backward_input, 4 images x 4*QUADS channels of one input pixel, INPUT_WORKGROUP groups
@@ -159,12 +184,17 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
     [p.weight, staged.wf, staged.wb, u],
     grid(d.outChannels * columns, WORKGROUP),
   );
-  const forward = op(
-    rt,
-    forwardK,
-    [x4.texture, staged.wfUniform, staged.wf, p.bias, y, u],
-    grid(forwardCount, PIXEL_WORKGROUP),
-  );
+  const forwardBindings = [
+    x4.texture,
+    staged.wfUniform,
+    staged.wf,
+    p.bias,
+    y,
+    u,
+    packedOut ? packedTexture(rt, y) : unused,
+  ];
+  const forward = (k: typeof forwardK) =>
+    op(rt, k, forwardBindings, grid(forwardCount, PIXEL_WORKGROUP));
   // x4 is packed by the forward and still holds this step's x in the backward.
   const backward: Op[] = [...dy4.ops];
   if (dx) {
@@ -172,7 +202,14 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
       op(
         rt,
         inputK,
-        [dy4.texture, staged.wbUniform, staged.wb, dx, u],
+        [
+          dy4.texture,
+          staged.wbUniform,
+          staged.wb,
+          dx,
+          u,
+          packedIn ? packedTexture(rt, dx) : unused,
+        ],
         grid(inputCount, INPUT_WORKGROUP),
       ),
     );
@@ -186,9 +223,11 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
     ),
     op(rt, reduceK, [part, grads.weight, grads.bias, weightU], grid(partRow, WORKGROUP)),
   );
-  const train = [stage, ...x4.ops, forward];
-  const saved = { "staged weights": staged.all, "packed x": x4.flat };
-  return { train, eval: train, backward, saved };
+  const train = [stage, ...x4.ops, forward(forwardK)];
+  const evalOps = packedOut ? [stage, ...x4.ops, forward(evalK)] : train;
+  const saved: Record<string, Tensor> = { "staged weights": staged.all };
+  if (x4.flat) saved["packed x"] = x4.flat;
+  return { train, eval: evalOps, backward, saved };
 }
 
 /**

@@ -34,6 +34,13 @@ export interface LayerContext {
   params: Record<string, Tensor>;
   /** The gradients of the trainable parameters, views into the flat gradient buffer. */
   grads: Record<string, Tensor>;
+  /**
+   * The layers next to this one in the model, when there are: the one that writes x (and
+   * reads dx) and the one that reads y (and writes dy). A tier may hand the tensors between
+   * two layers it builds itself in a form of its own (see {@linkcode LayerOps}).
+   */
+  before?: Layer;
+  after?: Layer;
 }
 
 /**
@@ -41,6 +48,10 @@ export interface LayerContext {
  * backward: `backward` reads the context's tensors (x, y, dy, params) and `saved`, which only
  * a forward (`train`, or `eval` where it writes them too) of the same step has written. Run a
  * forward before every backward.
+ *
+ * A tensor that a tier hands between two of its own layers (`before`, `after`) in a form of
+ * its own is not written plain by `train` and `backward`: y holds the output after `eval`, dx
+ * and dy hold nothing in particular. Every other tensor is written as it says here.
  */
 export interface LayerOps {
   /** Forward in training mode (BatchNorm: batch statistics and the running update). */

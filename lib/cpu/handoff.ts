@@ -1,0 +1,74 @@
+/**
+ * Packed handoffs: a tensor that one of the wing's Conv2d or BatchNorm2d layers writes and
+ * the next one reads (a Conv2d's output and the BatchNorm2d after it, that BatchNorm2d's
+ * output and the Conv2d after it, and the gradients of both) goes from one kernel to the
+ * other packed in groups of four images (kernels/cpu/conv2d.wgsl's N4 layout), in a storage
+ * texture that the writer fills and the reader fetches a texel at a time. Without it, each
+ * such tensor was written plain, copied to a texture mirror, packed by a dispatch of its own
+ * and copied again: the seed's step loses 3 dispatches and 9 copies.
+ *
+ * The lanes of images past the batch: BatchNorm masks them where it reads, and writes 0 there
+ * in the gradient it hands back (as kernels/cpu/conv2d.wgsl's pack does), because the conv's
+ * weight and bias gradients sum over all four images of a group.
+ * @module
+ */
+
+import type { Runtime, Tensor, TextureBinding } from "../runtime.ts";
+import type { Layer } from "../layers/layer.ts";
+import { TEXTURE_ROW } from "./texture.ts";
+
+/** The wing's layers that read and write packed tensors. */
+const PACKED_FAMILIES = new Set(["conv2d", "batchnorm2d"]);
+
+/**
+ * True when `writer` hands its output (and the reader its gradient back) to `reader` packed:
+ * both are built by the wing (the caller's tier is the CPU tier) and of the families above.
+ */
+export function handsOffPacked(writer?: Layer, reader?: Layer): boolean {
+  return PACKED_FAMILIES.has(writer?.family ?? "") && PACKED_FAMILIES.has(reader?.family ?? "");
+}
+
+/** The packed textures of handed-off tensors, shared by their writer and reader. */
+const textures = new WeakMap<Tensor, TextureBinding>();
+
+/**
+ * The packed texture of `t` [N, ...]: ceil(N / 4) groups of its image's floats, each a texel
+ * of four images, at texel i = (i % TEXTURE_ROW, i / TEXTURE_ROW). Made by whichever of the
+ * two layers is built first, found by the other.
+ */
+export function packedTexture(rt: Runtime, t: Tensor): TextureBinding {
+  let binding = textures.get(t);
+  if (!binding) {
+    const texels = Math.ceil(t.shape[0] / 4) * (t.size / t.shape[0]);
+    const label = `${t.label} (packed texture)`;
+    const texture = rt.device.createTexture({
+      size: [Math.min(texels, TEXTURE_ROW), Math.ceil(texels / TEXTURE_ROW)],
+      format: "rgba32float",
+      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING,
+      label,
+    });
+    binding = { texture, view: texture.createView({ label }) };
+    textures.set(t, binding);
+  }
+  return binding;
+}
+
+/** A one-texel storage texture, bound where a kernel's packed store is compiled out. */
+const unused = new WeakMap<GPUDevice, TextureBinding>();
+
+/** The runtime's stand-in for an unused storage-texture binding. */
+export function unusedStorageTexture(rt: Runtime): TextureBinding {
+  let binding = unused.get(rt.device);
+  if (!binding) {
+    const label = "unused storage texture";
+    const texture = rt.device.createTexture({
+      size: [1, 1],
+      format: "rgba32float",
+      usage: GPUTextureUsage.STORAGE_BINDING,
+      label,
+    });
+    binding = { texture, view: texture.createView({ label }) };
+    unused.set(rt.device, binding);
+  }
+  return binding;
+}
