@@ -1,14 +1,15 @@
 /**
- * The time of each kernel of one training step of the seed's model and its share of the step:
+ * The time of each kernel of one training step (the seed's model, or `--model lenet5`) and its
+ * share of the step:
  * each op is timed alone over repeated dispatches (timed repeats), then the whole step, with
  * the step's dispatches and copies counted. Run `deno task bench:profile --help` for options.
  * @module
  */
 
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
 import { idle, type Op, opName, submit } from "../lib/runtime.ts";
 import { createRuntime } from "../lib/device.ts";
-import { lenet } from "../lib/models.ts";
+import { MODELS } from "../lib/models.ts";
 import { createTrainer } from "../lib/train.ts";
 import { loadDataset } from "../lib/io/mnist.ts";
 import { kernelsOption, positiveInt } from "../scripts/cli_options.ts";
@@ -16,10 +17,11 @@ import { kernelsOption, positiveInt } from "../scripts/cli_options.ts";
 const program = new Command()
   .name("deno task bench:profile")
   .description(
-    "Times each op of one training step of the seed's model alone, then the whole step, on\n" +
+    "Times each op of one training step of a model alone, then the whole step, on\n" +
       "data/mnist (run deno task download first). DENO_WEBGPU_BACKEND=vulkan|gl picks Deno's\n" +
       "WebGPU backend.",
   )
+  .addOption(new Option("--model <name>", "model").choices(Object.keys(MODELS)).default("lenet"))
   .option("--batch <n>", "images per step", positiveInt("--batch"), 32)
   .option("--repeat <n>", "calls per timed submit", positiveInt("--repeat"), 20)
   .option(
@@ -30,10 +32,10 @@ const program = new Command()
   )
   .addOption(kernelsOption());
 program.parse(["deno", "bench:profile", ...Deno.args]);
-const { batch, repeat, trials, kernels } = program.opts();
+const { model, batch, repeat, trials, kernels } = program.opts();
 const rt = await createRuntime("auto", { kernels });
 const data = await loadDataset("data", "mnist");
-const trainer = await createTrainer(rt, lenet(), data, {
+const trainer = await createTrainer(rt, MODELS[model](), data, {
   batchSize: batch,
   lr: 1e-3,
   weightDecay: 1e-4,
@@ -67,7 +69,8 @@ for (const op of ops) rows.push([opName(op), await time([op])]);
 const step = await time(ops);
 const sum = rows.reduce((a, [, t]) => a + t, 0);
 console.log(
-  `${rt.description}; kernels ${rt.tier.name}; batch ${batch}; ${dispatches} dispatches and ` +
+  `${rt.description}; ${model}; kernels ${rt.tier.name}; batch ${batch}; ${dispatches} ` +
+    `dispatches and ` +
     `${ops.length - dispatches} copies per step`,
 );
 console.log("| kernel | ms | share of the sum |");
