@@ -1,5 +1,12 @@
 import { assertClose } from "./util/assert_close.ts";
-import { gpuTest, random, randomArray as randomArrayLike, testRuntime, TIERS } from "./util/gpu.ts";
+import {
+  gpuTest,
+  random,
+  randomArray as randomArrayLike,
+  tensorFrom,
+  testRuntime,
+  TIERS,
+} from "./util/gpu.ts";
 import {
   op,
   readback,
@@ -288,7 +295,8 @@ Deno.test(
     const xt = textureMirror(rt, h.x);
     const y4 = view(h.y, 0, [Math.ceil(h.y.size / 4), 4], "y (vec4)");
     const y4t = unusedStorageTexture(rt); // no packed y (lib/cpu/handoff.ts)
-    const bindings = [xt, weight, bias, running_mean, running_var, y4, u, y4t];
+    const pooled = tensorFrom(rt, [1], new Float32Array(1)); // no fused pool
+    const bindings = [xt, weight, bias, running_mean, running_var, y4, u, y4t, pooled];
     submit(rt, [xt.copy, op(rt, k, bindings, [3, 2])]);
     const ref = batchnorm2dEvalForward({ x, shape }, p, { relu: true });
     assertClose(await readback(rt, h.y), ref, { atol: 1e-6, rtol: 1e-6 }, "y");

@@ -91,9 +91,9 @@ Deno.test(
     const names = trainer.stepOps.train.map(opName);
     const packs = names.filter((n) => n.endsWith(":pack"));
     const copies = names.filter((n) => n.startsWith("copy "));
-    if (packs.length !== 1 || copies.length !== 3) {
+    if (packs.length !== 1 || copies.length !== 2) {
       throw new Error(
-        `expected 1 pack and 3 copies (x, x packed, dfeatures.4): ${names.join(", ")}`,
+        `expected 1 pack and 2 copies (x, x packed): ${names.join(", ")}`,
       );
     }
   },

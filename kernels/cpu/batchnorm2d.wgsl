@@ -40,12 +40,18 @@
 // masked, and a plain tensor is read or written four single floats at a time. A packed dx
 // holds 0 for the images past N; y is written plain as well where Y_PLAIN says (in eval).
 //
+// POOL: the adaptive average pool to 1x1 after it, fused (lib/cpu/adaptive_avg_pool2d.ts): the
+// packed walk also sums each plane of y, as kernels/adaptive_avg_pool2d.wgsl does (even and odd
+// positions apart, then (even + odd) / PLANE), into the pool's output pooled [N,C], and the
+// backward reads the pool's gradient dpooled [N,C] where it read dy: dy = dpooled / PLANE.
+//
 // Bindings (per entry point, numbered from 0 in the order listed):
 //   eval_forward:  x [N,C,H,W] (texture), weight [C], bias [C], running_mean [C],
-//                  running_var [C], y [N,C,H,W] (as vec4s), params, y4 (storage texture)
+//                  running_var [C], y [N,C,H,W] (as vec4s), params, y4 (storage texture),
+//                  pooled [N,C]
 //   train_forward: the same, then saved [C,4] (written: mean, invstd, scale, shift)
 //   backward:      x (texture), dy [N,C,H,W] (texture), saved [C,4], dweight [C], dbias [C],
-//                  dx [N,C,H,W] (as vec4s), params, dx4 (storage texture)
+//                  dx [N,C,H,W] (as vec4s), params, dx4 (storage texture), dpooled [N,C]
 
 override WORKGROUP: u32 = 8;
 override RELU: bool = false;
@@ -58,6 +64,8 @@ override SLICES: u32 = 1;
 override PACKED_IN: bool = false;
 override PACKED_OUT: bool = false;
 override Y_PLAIN: bool = true;
+// The adaptive average pool after, fused.
+override POOL: bool = false;
 // Groups of four images.
 override GROUPS: u32 = (BATCH + 3u) / 4u;
 
@@ -85,7 +93,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> y: array<vec4f>;
 @group(0) @binding(6) var<uniform> params: Params;
 @group(0) @binding(7) var y4: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(8) var<storage, read_write> saved_out: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> pooled: array<f32>;
+@group(0) @binding(9) var<storage, read_write> saved_out: array<vec4f>;
 
 // backward
 @group(0) @binding(1) var dy: texture_2d<f32>;
@@ -95,6 +104,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> dx: array<vec4f>;
 @group(0) @binding(6) var<uniform> backward_params: Params;
 @group(0) @binding(7) var dx4: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(8) var<storage, read> dpooled: array<f32>;
 
 fn texel_at(i: u32) -> vec2u {
   return vec2u(i % TEXTURE_ROW, i / TEXTURE_ROW);
@@ -221,11 +231,46 @@ fn x_quad(g: u32, c: u32, p: u32) -> vec4f {
   return plain_quad(x, g, c, p);
 }
 
-fn dy_quad(g: u32, c: u32, p: u32) -> vec4f {
+// The walk goes over the packed layout.
+fn packed_walk() -> bool {
+  return PACKED_IN || PACKED_OUT || POOL;
+}
+
+// dy of images 4g..4g+3 at (c, p); with POOL, `pool_dy` (the same at every p).
+fn dy_quad(g: u32, c: u32, p: u32, pool_dy: vec4f) -> vec4f {
+  if (POOL) {
+    return pool_dy;
+  }
   if (PACKED_OUT) {
     return texel(dy, packed_index(g, c, p));
   }
   return plain_quad(dy, g, c, p);
+}
+
+// With POOL: dy of images 4g..4g+3 in channel c, dpooled / PLANE (image N-1 past N).
+fn pool_dy(g: u32, c: u32) -> vec4f {
+  if (!POOL) {
+    return vec4f();
+  }
+  let f = min(vec4u(g * 4u) + IOTA, vec4u(BATCH - 1u)) * CHANNELS + c;
+  let area = f32(PLANE);
+  return vec4f(dpooled[f.x] / area, dpooled[f.y] / area, dpooled[f.z] / area, dpooled[f.w] / area);
+}
+
+// With POOL: the pooled values of images 4g..4g+3 in channel c, those that exist.
+fn store_pooled(g: u32, c: u32, v: vec4f) {
+  let live = live_images(g);
+  let f = (vec4u(g * 4u) + IOTA) * CHANNELS + c;
+  pooled[f.x] = v.x;
+  if (live.y) {
+    pooled[f.y] = v.y;
+  }
+  if (live.z) {
+    pooled[f.z] = v.z;
+  }
+  if (live.w) {
+    pooled[f.w] = v.w;
+  }
 }
 
 // The flat indices of position p of channel c in images 4g..4g+3 of a plain tensor.
@@ -291,11 +336,24 @@ fn channel_stats_packed(c: u32) -> vec3f {
   return lanes_combined(total);
 }
 
-// normalize over the packed walk, groups [g0, g1).
+// normalize over the packed walk, groups [g0, g1), and with POOL the pool of each plane.
 fn normalize_packed(c: u32, g0: u32, g1: u32, affine: vec4f) {
   for (var g = g0; g < g1; g++) {
+    var even = vec4f(0.0);
+    var odd = vec4f(0.0);
     for (var p = 0u; p < PLANE; p++) {
-      store_y_quad(g, c, p, normalized(x_quad(g, c, p), affine));
+      let v = normalized(x_quad(g, c, p), affine);
+      store_y_quad(g, c, p, v);
+      if (POOL) {
+        if (p % 2u == 0u) {
+          even += v;
+        } else {
+          odd += v;
+        }
+      }
+    }
+    if (POOL) {
+      store_pooled(g, c, (even + odd) / f32(PLANE));
     }
   }
 }
@@ -364,7 +422,7 @@ fn train_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
     return;
   }
   var w: vec3f;
-  if (PACKED_IN || PACKED_OUT) {
+  if (packed_walk()) {
     w = channel_stats_packed(c);
   } else {
     w = channel_stats(c);
@@ -376,7 +434,7 @@ fn train_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   let keep = 1.0 - params.momentum;
   running_mean[c] = keep * running_mean[c] + params.momentum * mean;
   running_var[c] = keep * running_var[c] + params.momentum * unbiased;
-  if (PACKED_IN || PACKED_OUT) {
+  if (packed_walk()) {
     normalize_packed(c, 0u, GROUPS, affine);
   } else {
     normalize(c, 0u, BATCH, affine);
@@ -392,7 +450,7 @@ fn eval_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
   let c = i / SLICES;
   let invstd = 1.0 / sqrt(running_var[c] + params.eps);
   let affine = channel_affine(c, running_mean[c], invstd);
-  if (PACKED_IN || PACKED_OUT) {
+  if (packed_walk()) {
     let span = (GROUPS + SLICES - 1u) / SLICES;
     let g0 = (i % SLICES) * span;
     normalize_packed(c, g0, min(g0 + span, GROUPS), affine);
@@ -472,8 +530,9 @@ fn packed_sums(c: u32, affine: vec4f) -> mat2x4f {
   for (var g = 0u; g < GROUPS; g++) {
     let live = live_images(g);
     var sums = mat2x4f(vec4f(0.0), vec4f(0.0));
+    let pdy = pool_dy(g, c);
     for (var p = 0u; p < PLANE; p++) {
-      add_sums(&sums, x_quad(g, c, p), dy_quad(g, c, p), live, affine);
+      add_sums(&sums, x_quad(g, c, p), dy_quad(g, c, p, pdy), live, affine);
     }
     total += sums;
   }
@@ -487,7 +546,7 @@ fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     return;
   }
   let affine = saved[c];
-  let packed = PACKED_IN || PACKED_OUT;
+  let packed = packed_walk();
   var total: mat2x4f;
   if (packed) {
     total = packed_sums(c, affine);
@@ -505,8 +564,9 @@ fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
   }
   if (packed) {
     for (var g = 0u; g < GROUPS; g++) {
+      let pdy = pool_dy(g, c);
       for (var p = 0u; p < PLANE; p++) {
-        store_dx_quad(g, c, p, input_grad(x_quad(g, c, p), dy_quad(g, c, p), affine, sums));
+        store_dx_quad(g, c, p, input_grad(x_quad(g, c, p), dy_quad(g, c, p, pdy), affine, sums));
       }
     }
     return;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { grid, type Op, op, type Runtime, type Tensor, tensor, uniform, view } from "../runtime.ts";
+import { grid, op, type Runtime, type Tensor, tensor, uniform, view } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
 import { type BatchnormConfig, checkedShape } from "../layers/batchnorm2d.ts";
 import { cpuKernel, textureMirror } from "./texture.ts";
@@ -34,6 +34,11 @@ function asTexels(t: Tensor): Tensor {
  * Next to the wing's Conv2d (lib/cpu/handoff.ts), x and dx (a conv before) or y and dy (a conv
  * after) are handed over packed: no mirror copies for them, and y (plain only in eval) or dx
  * is written packed for the conv.
+ *
+ * Before an AdaptiveAvgPool2d, the pool is fused into these kernels: this layer's ops are
+ * empty, and the pool's (lib/cpu/adaptive_avg_pool2d.ts, made by {@linkcode fusedPool} for
+ * the pool's tensors) normalize and pool in one dispatch, and read the pool's gradient in
+ * the backward: two dispatches and a copy fewer.
  */
 export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise<LayerOps> {
   const config = layer.config as unknown as BatchnormConfig;
@@ -46,8 +51,9 @@ export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise
   // Handed over packed: x and dx from a conv before, y and dy to a conv after.
   const packedIn = handsOffPacked(ctx.before, layer);
   const packedOut = handsOffPacked(layer, ctx.after);
+  const pool = ctx.after?.family === "adaptive_avg_pool2d";
   // eval_forward's slices: of the batch, or of its groups of four in the packed walk.
-  const sliced = packedIn || packedOut ? Math.ceil(batch / 4) : batch;
+  const sliced = packedIn || packedOut || pool ? Math.ceil(batch / 4) : batch;
   const slices = Math.min(sliced, Math.ceil(EVAL_INVOCATIONS / channels));
   const shape = {
     BATCH: batch,
@@ -56,12 +62,13 @@ export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise
     RELU: config.relu ? 1 : 0,
     PACKED_IN: packedIn ? 1 : 0,
     PACKED_OUT: packedOut ? 1 : 0,
+    POOL: pool ? 1 : 0,
   };
   const [trainK, evalK, backwardK] = await Promise.all([
     cpuKernel(rt, "batchnorm2d.wgsl", "train_forward", {
       ...shape,
       WORKGROUP: channelGroup,
-      Y_PLAIN: packedOut ? 0 : 1,
+      Y_PLAIN: packedOut || pool ? 0 : 1,
     }),
     cpuKernel(rt, "batchnorm2d.wgsl", "eval_forward", { ...shape, WORKGROUP, SLICES: slices }),
     cpuKernel(rt, "batchnorm2d.wgsl", "backward", { ...shape, WORKGROUP: channelGroup }),
@@ -79,7 +86,8 @@ export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise
   const input = (t: Tensor, handedOver: boolean) =>
     handedOver ? { binding: packedTexture(rt, t), copy: [] } : mirrored(rt, t);
   const xt = input(x, packedIn);
-  const dyt = input(dy, packedOut);
+  // With the pool fused, dy is never written: x's texture stands in for it.
+  const dyt = pool ? { binding: xt.binding, copy: [] } : input(dy, packedOut);
   const unused = unusedStorageTexture(rt);
   const perChannel = grid(channels, channelGroup);
   const forwardBindings = [
@@ -91,31 +99,66 @@ export async function buildBatchnorm2d(layer: Layer, ctx: LayerContext): Promise
     asTexels(y),
   ];
   const y4 = packedOut ? packedTexture(rt, y) : unused;
-  const train: Op[] = [
-    ...xt.copy,
-    op(rt, trainK, [...forwardBindings, trainU, y4, saved], perChannel),
-  ];
-  const evalOps: Op[] = [
-    ...xt.copy,
-    op(rt, evalK, [...forwardBindings, evalU, y4], grid(channels * slices, WORKGROUP)),
-  ];
-
   // dx [N,C,H,W], dweight [C], dbias [C] <- dy [N,C,H,W], x, saved statistics
   // x's mirror is refreshed by the training forward and still holds this step's x.
   // Without a dx to write (BatchNorm as the first layer), a stand-in is bound and not written.
   const dx = ctx.dx ?? tensor(rt, [4], { label: "batchnorm2d unused dx" });
   const backwardU = uniform(rt, "batchnorm2d backward", fields(ctx.dx !== null, 0));
   const dx4 = packedIn ? packedTexture(rt, dx) : unused;
-  const backward: Op[] = [
-    ...dyt.copy,
-    op(
-      rt,
-      backwardK,
-      [xt.binding, dyt.binding, saved, grads.weight, grads.bias, asTexels(dx), backwardU, dx4],
-      perChannel,
-    ),
-  ];
-  return { train, eval: evalOps, backward, saved: { statistics: saved } };
+  // The ops, given the pool's output and its gradient (stand-ins without a fused pool).
+  const ops = (pooled: Tensor, dpooled: Tensor): LayerOps => ({
+    train: [
+      ...xt.copy,
+      op(rt, trainK, [...forwardBindings, trainU, y4, pooled, saved], perChannel),
+    ],
+    eval: [
+      ...xt.copy,
+      op(rt, evalK, [...forwardBindings, evalU, y4, pooled], grid(channels * slices, WORKGROUP)),
+    ],
+    backward: [
+      ...dyt.copy,
+      op(
+        rt,
+        backwardK,
+        [
+          xt.binding,
+          dyt.binding,
+          saved,
+          grads.weight,
+          grads.bias,
+          asTexels(dx),
+          backwardU,
+          dx4,
+          dpooled,
+        ],
+        perChannel,
+      ),
+    ],
+    saved: { statistics: saved },
+  });
+
+  if (pool) {
+    fusedPools.set(y, (poolCtx) => {
+      if (!poolCtx.dx) throw new Error("AdaptiveAvgPool2d after BatchNorm2d: no gradient for it");
+      return { ...ops(poolCtx.y, poolCtx.dy), saved: {} };
+    });
+    return { train: [], eval: [], backward: [], saved: { statistics: saved } };
+  }
+  const standIn = tensor(rt, [1], { label: "batchnorm2d no pool" });
+  return ops(standIn, standIn);
+}
+
+/** The ops of a BatchNorm2d and the pool after it, by the BatchNorm's output (the pool's x). */
+const fusedPools = new WeakMap<Tensor, (poolCtx: LayerContext) => LayerOps>();
+
+/**
+ * The fused ops of the BatchNorm2d whose output is `poolCtx.x`, for the AdaptiveAvgPool2d
+ * after it, or undefined when that BatchNorm was not built by the wing.
+ */
+export function fusedPool(poolCtx: LayerContext): LayerOps | undefined {
+  const build = fusedPools.get(poolCtx.x);
+  fusedPools.delete(poolCtx.x);
+  return build?.(poolCtx);
 }
 
 /** `t`'s texture mirror as a binding, and the copy that refreshes it. */

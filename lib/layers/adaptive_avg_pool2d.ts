@@ -24,6 +24,8 @@ export function adaptiveAvgPool2d(): Layer {
   return {
     type: "AdaptiveAvgPool2d",
     params: [],
+    family: "adaptive_avg_pool2d",
+    config: {},
     outputShape: ([n, c]) => [n, c, 1, 1],
     build,
   };

@@ -50,8 +50,9 @@ export interface LayerContext {
  * forward before every backward.
  *
  * A tensor that a tier hands between two of its own layers (`before`, `after`) in a form of
- * its own is not written plain by `train` and `backward`: y holds the output after `eval`, dx
- * and dy hold nothing in particular. Every other tensor is written as it says here.
+ * its own, or that it never forms because it runs the two layers' work in one kernel, is not
+ * written plain by `train` and `backward`: y holds the output after `eval`, dx and dy hold
+ * nothing in particular. Every other tensor is written as it says here.
  */
 export interface LayerOps {
   /** Forward in training mode (BatchNorm: batch statistics and the running update). */
