@@ -13,6 +13,8 @@
 // One invocation handles ELEMENTS values, WORKGROUP apart, so that neighbouring invocations
 // touch neighbouring values; a workgroup covers a block of WORKGROUP * ELEMENTS values, and
 // blocks are numbered over a 2-D grid (block = wid.x + wid.y * num_workgroups.x).
+// kernels/pool2d.wgsl, which fuses these activations into a pooling, holds copies of these
+// formulas: change both (tests/pool2d_activation_test.ts checks that they give the same floats).
 // Index legend: i flat element, t invocation in the workgroup, j which of its ELEMENTS values.
 // forward bindings: 0 x [count], 1 y [count], 2 params.
 // backward bindings: 0 y [count] (the forward's output), 1 dy [count], 2 dx [count], 3 params.

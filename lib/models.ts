@@ -13,7 +13,7 @@ import { flatten } from "./layers/flatten.ts";
 import { linear } from "./layers/linear.ts";
 import { relu } from "./layers/relu.ts";
 import { sigmoid, tanh } from "./layers/activation.ts";
-import { avgPool2d, maxPool2d } from "./layers/pool2d.ts";
+import { avgPool2d, maxPool2d, type PoolActivation } from "./layers/pool2d.ts";
 import { conv2dTable, LECUN_C3_TABLE } from "./layers/conv2d_table.ts";
 import { conv2dAsLinear } from "./layers/conv2d_as_linear.ts";
 import { layoutParams, type ParamLayout } from "./params.ts";
@@ -96,9 +96,10 @@ export interface ModelOptions {
 }
 
 const ACTIVATIONS: Record<string, () => Layer> = { tanh, sigmoid, relu };
-const POOLS: Record<string, () => Layer> = {
-  avg: () => avgPool2d({ kernelSize: 2 }),
-  max: () => maxPool2d({ kernelSize: 2 }),
+/** S2 and S4, with the activation before them fused in. */
+const POOLS: Record<string, (activation: PoolActivation) => Layer> = {
+  avg: (activation) => avgPool2d({ kernelSize: 2, activation }),
+  max: (activation) => maxPool2d({ kernelSize: 2, activation }),
 };
 const C3S: Record<string, () => Layer> = {
   full: () => conv2d({ inChannels: 6, outChannels: 16, kernelSize: 5 }),
@@ -106,7 +107,7 @@ const C3S: Record<string, () => Layer> = {
 };
 
 /** `table[name]`, or an error that lists the choices. */
-function choice(table: Record<string, () => Layer>, name: string, what: string): () => Layer {
+function choice<T>(table: Record<string, T>, name: string, what: string): T {
   if (!Object.hasOwn(table, name)) {
     throw new Error(
       `lenet5: unknown ${what} "${name}" (choices: ${Object.keys(table).join(", ")})`,
@@ -127,7 +128,9 @@ function choice(table: Record<string, () => Layer>, name: string, what: string):
  * kernel skips the loads of the pixels in the padding, which makes it a few percent faster
  * here than a 32x32 input padded by the data gather (Model.pad = 2, the same function; see
  * bench/lenet5_bench.ts). C5, whose 5x5 kernel covers its 5x5 input, runs as the matrix
- * product it is (lib/layers/conv2d_as_linear.ts), with Conv2d's parameters.
+ * product it is (lib/layers/conv2d_as_linear.ts), with Conv2d's parameters. The activations
+ * after C1 and C3 run fused into the pooling that follows (`features.1` stands for
+ * features.1 and features.2, `features.4` for features.4 and features.5), the same floats.
  *
  * @example
  * ```ts
@@ -136,16 +139,17 @@ function choice(table: Record<string, () => Layer>, name: string, what: string):
  * ```
  */
 export function lenet5(options: ModelOptions = {}): Model {
-  const act = choice(ACTIVATIONS, options.activation ?? "tanh", "activation");
+  const activation = options.activation ?? "tanh";
+  const act = choice(ACTIVATIONS, activation, "activation");
   const pool = choice(POOLS, options.pool ?? "avg", "pool");
+  // Every choice of ACTIVATIONS is one a pooling can fuse.
+  const fusedPool = () => pool(activation as PoolActivation);
   const c3 = choice(C3S, options.c3 ?? "full", "c3");
   return sequential("lenet5", [
     ["features.0", conv2d({ inChannels: 1, outChannels: 6, kernelSize: 5, padding: 2 })],
-    ["features.1", act()],
-    ["features.2", pool()],
+    ["features.1", fusedPool()],
     ["features.3", c3()],
-    ["features.4", act()],
-    ["features.5", pool()],
+    ["features.4", fusedPool()],
     ["features.6", conv2dAsLinear({ inChannels: 16, outChannels: 120, kernelSize: 5 })],
     ["features.7", act()],
     ["classifier.0", flatten()],
@@ -166,20 +170,28 @@ export interface SummaryRow {
   params: number;
 }
 
+/** The layer types that keep their input's shape (a fused one shows the shape it receives). */
+const ELEMENTWISE = new Set(["ReLU", "Tanh", "Sigmoid"]);
+
 /** The rows of a torchinfo-like summary for a batch size; a fused layer shows as its parts. */
 export function summaryRows(model: Model, batch: number): SummaryRow[] {
   const rows: SummaryRow[] = [];
   let shape = [batch, ...model.input];
   for (const { name, layer } of model.layers) {
+    const input = shape;
     shape = layer.outputShape(shape);
     const params = layer.params.filter((p) => p.trainable).reduce((a, p) => a + numel(p.shape), 0);
     const [type, ...fused] = layer.type.split("+");
-    rows.push({ name, type, outputShape: shape, params });
-    // A fused activation is the next module in PyTorch's numbering (features.1 -> features.2).
+    // An activation's row shows what it receives (Tanh+AvgPool2d: the unpooled shape); the
+    // other part makes the layer's output.
+    let partShape = ELEMENTWISE.has(type) ? input : shape;
+    rows.push({ name, type, outputShape: partShape, params });
+    // A fused part is the next module in PyTorch's numbering (features.1 -> features.2).
     const [prefix, index] = [name.replace(/\.\d+$/, ""), Number(name.split(".").pop())];
-    fused.forEach((t, i) =>
-      rows.push({ name: `${prefix}.${index + i + 1}`, type: t, outputShape: shape, params: 0 })
-    );
+    fused.forEach((t, i) => {
+      partShape = ELEMENTWISE.has(t) ? partShape : shape;
+      rows.push({ name: `${prefix}.${index + i + 1}`, type: t, outputShape: partShape, params: 0 });
+    });
   }
   return rows;
 }

@@ -87,6 +87,15 @@ const cases: { x: Shape4; kernelSize: number; stride?: number; why: string }[] =
   { x: [2, 3, 8, 7], kernelSize: 2, stride: 3, why: "gaps: pixels no window reaches" },
   { x: [33, 6, 10, 10], kernelSize: 2, why: "batch 33, several workgroups" },
   { x: [32, 6, 28, 28], kernelSize: 2, why: "LeNet-5's S2" },
+  {
+    x: [2, 3, 11, 13],
+    kernelSize: 2,
+    stride: 4,
+    why: "gaps, last tiles of 3 rows and 5 columns (shorter and longer than the stride)",
+  },
+  { x: [3, 2, 7, 6], kernelSize: 1, stride: 2, why: "1x1 windows with gaps" },
+  { x: [2, 2, 9, 9], kernelSize: 4, stride: 1, why: "windows overlapping by 3" },
+  { x: [4, 3, 9, 9], kernelSize: 3, why: "3x3 tiles, no remainder" },
 ];
 
 Deno.test(
@@ -141,7 +150,7 @@ Deno.test(
 Deno.test("pool2d kernels index blocks over a 2-D grid of workgroups", gpuTest, async () => {
   const rt = await testRuntime();
   const rng = random(4);
-  const shape: Shape4 = [5, 7, 12, 10]; // 1,050 outputs, 4,200 inputs
+  const shape: Shape4 = [5, 7, 12, 10]; // 1,050 windows, 4,200 inputs
   const ref = { x: shape, kernelSize: 2, stride: 2 };
   const out = pool2dOutputShape(ref);
   const x = floats(rng, numel(shape)), dy = floats(rng, numel(out));
@@ -150,32 +159,35 @@ Deno.test("pool2d kernels index blocks over a 2-D grid of workgroups", gpuTest, 
   const indices = tensor(rt, out, { dtype: "u32" });
   upload(rt, tx, x);
   upload(rt, tdy, dy);
-  const u = uniform(rt, "pool", {
-    planes: 35,
-    height: 12,
-    width: 10,
-    out_height: 6,
-    out_width: 5,
-    kernel_size: 2,
-    stride: 2,
-  });
-  const k = (entry: string) => kernel(rt, "pool2d.wgsl", entry, { WORKGROUP: 64, ELEMENTS: 4 });
-  // 5 blocks of y as 2 x 3 workgroups, 17 blocks of dx as 3 x 6, as grid() does past 65,535.
+  const u = uniform(rt, "pool", { planes: 35 });
+  const shapes = { HEIGHT: 12, WIDTH: 10, OUT_HEIGHT: 6, OUT_WIDTH: 5, KERNEL_SIZE: 2 };
+  const k = (entry: string, stride = 2) =>
+    kernel(rt, "pool2d.wgsl", entry, { WORKGROUP: 64, ELEMENTS: 4, ...shapes, STRIDE: stride });
+  // 5 blocks of y as 2 x 3 workgroups, as grid() does past 65,535 (and the backward, one
+  // invocation a window); 17 blocks of dx as 3 x 6 for the backward over pixels.
   submit(rt, [op(rt, await k("max_forward"), [tx, ty, u, indices], [2, 3])]);
   const want = maxPool2dForward(x, ref);
   assertClose(await readback(rt, ty), want.y, { atol: 0, rtol: 0 }, "max y");
   const gotIndices = await readbackU32(rt, indices);
   assertClose(gotIndices, want.indices, { atol: 0, rtol: 0 }, "max indices");
-  submit(rt, [op(rt, await k("max_backward"), [tdy, tdx, u, indices], [3, 6])]);
   const dxTol = { atol: 1e-6, rtol: 0 };
-  assertClose(await readback(rt, tdx), maxPool2dBackward(dy, want.indices, ref), dxTol, "max dx");
+  const wantDx = maxPool2dBackward(dy, want.indices, ref);
+  submit(rt, [op(rt, await k("max_backward"), [tdy, tdx, u, tx, indices], [2, 3])]);
+  assertClose(await readback(rt, tdx), wantDx, dxTol, "max dx");
+  // The gather over pixels, run here on windows that do not overlap: the same dx.
+  upload(rt, tdx, new Float32Array(tdx.size).fill(NaN));
+  submit(rt, [op(rt, await k("max_backward_overlapping"), [tdy, tdx, u, tx, indices], [3, 6])]);
+  assertClose(await readback(rt, tdx), wantDx, dxTol, "max dx (overlapping)");
   submit(rt, [
     op(rt, await k("avg_forward"), [tx, ty, u], [2, 3]),
-    op(rt, await k("avg_backward"), [tdy, tdx, u], [3, 6]),
+    op(rt, await k("avg_backward"), [tdy, tdx, u, tx], [2, 3]),
   ]);
   const tol = { atol: 1e-6, rtol: 1e-6 };
   assertClose(await readback(rt, ty), avgPool2dForward(x, ref), tol, "avg y");
   assertClose(await readback(rt, tdx), avgPool2dBackward(dy, ref), tol, "avg dx");
+  upload(rt, tdx, new Float32Array(tdx.size).fill(NaN));
+  submit(rt, [op(rt, await k("avg_backward_overlapping"), [tdy, tdx, u, tx], [3, 6])]);
+  assertClose(await readback(rt, tdx), avgPool2dBackward(dy, ref), tol, "avg dx (overlapping)");
 });
 
 /**
@@ -229,6 +241,32 @@ Deno.test(
       // x + t v and of y (~6e-8 each) over 37,632 outputs remains, ~1e-5 in the loss and
       // ~5e-4 once divided by 2 eps, against <dx, v> of ~10-60. Measured 5e-5 (avg), 1.3e-4 (max).
       assertClose([fd], [analytic], { atol: 2e-3, rtol: 1e-5 }, `${layer.type} <dx, v>`);
+    }
+  },
+);
+
+Deno.test(
+  "pool2d backward turns a -0 in dy into +0 in dx, as PyTorch's sum into a zeroed gradient",
+  gpuTest,
+  async () => {
+    const rng = random(6);
+    // Tiles (the window's dy written to its taps) and the gather over overlapping windows.
+    for (const options of [{ kernelSize: 2 }, { kernelSize: 3, stride: 2 }]) {
+      for (const layer of [avgPool2d(options), maxPool2d(options)]) {
+        const h = await setup(layer, [2, 3, 8, 8]);
+        upload(h.rt, h.x, floats(rng, h.x.size));
+        upload(h.rt, h.dy, new Float32Array(h.dy.size).fill(-0));
+        submit(h.rt, [...h.ops.train, ...h.ops.backward]);
+        const dx = await readback(h.rt, h.dx);
+        const bad = dx.findIndex((v) => v !== 0 || Object.is(v, -0));
+        if (bad >= 0) {
+          throw new Error(
+            `${layer.type} ${JSON.stringify(options)}: dx[${bad}] = ${
+              Object.is(dx[bad], -0) ? "-0" : dx[bad]
+            }, not +0`,
+          );
+        }
+      }
     }
   },
 );

@@ -1,6 +1,7 @@
 /**
  * AvgPool2d and MaxPool2d (PyTorch's semantics: square window, stride = window unless
- * given, no padding, floor mode). Kernels: kernels/pool2d.wgsl.
+ * given, no padding, floor mode), optionally with the activation before them fused in
+ * (LeNet-5's tanh -> pool). Kernels: kernels/pool2d.wgsl.
  * @module
  */
 
@@ -11,11 +12,26 @@ const WORKGROUP = 64;
 /** Values per invocation. */
 const ELEMENTS = 4;
 
-/** A pooling window. */
+/** The activations a pooling layer can apply first, by name, with PyTorch's class names. */
+export const POOL_ACTIVATIONS = { tanh: "Tanh", sigmoid: "Sigmoid", relu: "ReLU" } as const;
+
+/** An activation a pooling layer can apply first. */
+export type PoolActivation = keyof typeof POOL_ACTIVATIONS;
+
+/** The kernel's ACTIVATION override for each (0: none). */
+const ACTIVATION_CODES: Record<PoolActivation, number> = { tanh: 1, sigmoid: 2, relu: 3 };
+
+/** A pooling window, and the activation to apply before it. */
 export interface Pool2dOptions {
   kernelSize: number;
   /** The window's step; `kernelSize` unless given (PyTorch's default). */
   stride?: number;
+  /**
+   * An activation applied to the input first, fused in: the layer is nn.Tanh() (or Sigmoid,
+   * ReLU) then the pooling, with the same floats as the two layers apart and no pass over the
+   * activation's output. Its type is "Tanh+AvgPool2d"; in a model it stands for two modules.
+   */
+  activation?: PoolActivation;
 }
 
 /**
@@ -26,6 +42,7 @@ export interface Pool2dOptions {
  * ```ts
  * const pool = avgPool2d({ kernelSize: 2 });
  * pool.outputShape([32, 6, 28, 28]); // [32, 6, 14, 14]
+ * avgPool2d({ kernelSize: 2, activation: "tanh" }).type; // "Tanh+AvgPool2d"
  * ```
  */
 export function avgPool2d(options: Pool2dOptions): Layer {
@@ -50,11 +67,20 @@ export function maxPool2d(options: Pool2dOptions): Layer {
 function pool2d(kind: "avg" | "max", options: Pool2dOptions): Layer {
   const kernelSize = options.kernelSize;
   const stride = options.stride ?? kernelSize;
-  const type = kind === "avg" ? "AvgPool2d" : "MaxPool2d";
+  const activation = options.activation;
+  const pool = kind === "avg" ? "AvgPool2d" : "MaxPool2d";
+  const type = activation ? `${POOL_ACTIVATIONS[activation]}+${pool}` : pool;
   for (const [name, value] of Object.entries({ kernelSize, stride })) {
     if (!Number.isInteger(value) || value < 1) {
-      throw new Error(`${type}: ${name} = ${value} is not an integer >= 1`);
+      throw new Error(`${pool}: ${name} = ${value} is not an integer >= 1`);
     }
+  }
+  if (activation !== undefined && !Object.hasOwn(POOL_ACTIVATIONS, activation)) {
+    throw new Error(
+      `${pool}: activation "${activation}" is not one of ${
+        Object.keys(POOL_ACTIVATIONS).join(", ")
+      }`,
+    );
   }
   const outputShape = (input: number[]): number[] => {
     const [n, c, h, w] = input;
@@ -71,46 +97,53 @@ function pool2d(kind: "avg" | "max", options: Pool2dOptions): Layer {
     type,
     params: [],
     outputShape,
-    build: (ctx) => build(ctx, { kind, kernelSize, stride, outputShape }),
+    build: (ctx) => build(ctx, { kind, kernelSize, stride, activation, outputShape }),
   };
 }
 
-// x [N,C,H,W] -> y [N,C,P,Q] (max: and indices [N,C,P,Q] u32); backward dx [N,C,H,W] <- dy
+// x [N,C,H,W] -> y [N,C,P,Q] (max: and indices [N,C,P,Q] u32); backward dx [N,C,H,W] <- dy, x
 async function build(
   ctx: LayerContext,
   config: {
     kind: "avg" | "max";
     kernelSize: number;
     stride: number;
+    activation?: PoolActivation;
     outputShape: (input: number[]) => number[];
   },
 ): Promise<LayerOps> {
   const { rt, x, y, dy, dx } = ctx;
   const [n, c, height, width] = x.shape;
   const [, , outHeight, outWidth] = config.outputShape(x.shape);
-  const constants = { WORKGROUP, ELEMENTS };
+  // The shapes are constants of the pipeline: the kernel divides by constants.
+  const constants = {
+    WORKGROUP,
+    ELEMENTS,
+    HEIGHT: height,
+    WIDTH: width,
+    OUT_HEIGHT: outHeight,
+    OUT_WIDTH: outWidth,
+    KERNEL_SIZE: config.kernelSize,
+    STRIDE: config.stride,
+    ACTIVATION: config.activation ? ACTIVATION_CODES[config.activation] : 0,
+  };
+  // Windows that do not overlap: one invocation a window writes its tile of dx; else one a
+  // pixel of dx gathers from its windows.
+  const tiles = config.stride >= config.kernelSize;
+  const backwardEntry = `${config.kind}_backward${tiles ? "" : "_overlapping"}`;
   const [forwardK, backwardK] = await Promise.all([
     kernel(rt, "pool2d.wgsl", `${config.kind}_forward`, constants),
-    kernel(rt, "pool2d.wgsl", `${config.kind}_backward`, constants),
+    kernel(rt, "pool2d.wgsl", backwardEntry, constants),
   ]);
-  // Fields as in the WGSL struct Params, in its order.
-  const u = uniform(rt, `${config.kind}_pool2d`, {
-    planes: n * c,
-    height,
-    width,
-    out_height: outHeight,
-    out_width: outWidth,
-    kernel_size: config.kernelSize,
-    stride: config.stride,
-  });
+  const u = uniform(rt, `${config.kind}_pool2d`, { planes: n * c });
   const yGroups = grid(y.size, WORKGROUP * ELEMENTS);
-  const xGroups = grid(x.size, WORKGROUP * ELEMENTS);
+  const backwardGroups = tiles ? yGroups : grid(x.size, WORKGROUP * ELEMENTS);
   if (config.kind === "avg") {
     const forward = [op(rt, forwardK, [x, y, u], yGroups)];
     return {
       train: forward,
       eval: forward,
-      backward: dx ? [op(rt, backwardK, [dy, dx, u], xGroups)] : [],
+      backward: dx ? [op(rt, backwardK, [dy, dx, u, x], backwardGroups)] : [],
       saved: {},
     };
   }
@@ -120,7 +153,7 @@ async function build(
   return {
     train: forward,
     eval: forward,
-    backward: dx ? [op(rt, backwardK, [dy, dx, u, indices], xGroups)] : [],
+    backward: dx ? [op(rt, backwardK, [dy, dx, u, x, indices], backwardGroups)] : [],
     saved: { "argmax indices": indices },
   };
 }
