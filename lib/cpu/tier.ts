@@ -1,8 +1,9 @@
 /**
  * The CPU wing: kernels tuned for Mesa's llvmpipe (and lavapipe), where a workgroup runs on one
  * CPU thread and an invocation is one SIMD lane, loads set the pace and a dispatch costs about
- * as much as a small kernel. Conv2d and BatchNorm2d have tuned ops here (texture mirrors,
- * four images a texel, one invocation per channel); every other layer is built plain.
+ * as much as a small kernel. Conv2d, BatchNorm2d and Linear (with conv2dAsLinear, LeNet-5's
+ * C5) have tuned ops here (texture mirrors, four images a texel, one invocation per channel,
+ * register blocks); every other layer is built plain.
  * @module
  */
 
@@ -10,14 +11,19 @@ import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
 import type { Tier } from "../tier.ts";
 import { buildConv2d } from "./conv2d.ts";
 import { buildBatchnorm2d } from "./batchnorm2d.ts";
+import { buildLinear } from "./linear.ts";
 
-/** The tuned builds, by the layer's kernel family (a conv2dAsLinear is "Conv2d" too, but not one). */
+/**
+ * The tuned builds, by the layer's kernel family. A conv2dAsLinear is of type "Conv2d" but of
+ * family "linear": it is built as the Linear it runs as, never as a Conv2d.
+ */
 const BUILDS: Record<string, (layer: Layer, ctx: LayerContext) => Promise<LayerOps>> = {
   conv2d: buildConv2d,
   batchnorm2d: buildBatchnorm2d,
+  linear: buildLinear,
 };
 
-/** The CPU tier: the wing's Conv2d and BatchNorm2d, the plain build for the rest. */
+/** The CPU tier: the wing's Conv2d, BatchNorm2d and Linear, the plain build for the rest. */
 export const CPU_TIER: Tier = {
   name: "cpu",
   build: (layer, ctx) => layer.family ? BUILDS[layer.family]?.(layer, ctx) : undefined,
