@@ -229,11 +229,14 @@ fn float_at(f: u32, j: u32) -> vec2u {
   return vec2u((f + j) / 4u, (f + j) % 4u);
 }
 
-// y: a row segment, one vec4 store where it is a whole texel, else float by float.
+// y: a row segment, one vec4 store where rows are whole texels (then a segment lies all
+// inside y or all outside), else float by float.
 fn store_y(v: vec4f, row: u32, col: u32) {
   let s = segment(row, col, vec2u(params.batch, params.out_features));
-  if (DY_ALIGNED && all(s.take)) {
-    y[s.first / 4u] = v;
+  if (DY_ALIGNED) {
+    if (all(s.take)) {
+      y[s.first / 4u] = v;
+    }
     return;
   }
   for (var j = 0u; j < 4u; j++) {
@@ -260,8 +263,10 @@ fn store_y(v: vec4f, row: u32, col: u32) {
 
 fn store_dx(v: vec4f, row: u32, col: u32) {
   let s = segment(row, col, vec2u(backward_params.batch, backward_params.in_features));
-  if (X_ALIGNED && all(s.take)) {
-    dx[s.first / 4u] = v;
+  if (X_ALIGNED) {
+    if (all(s.take)) {
+      dx[s.first / 4u] = v;
+    }
     return;
   }
   for (var j = 0u; j < 4u; j++) {
@@ -287,8 +292,10 @@ fn store_dx(v: vec4f, row: u32, col: u32) {
 
 fn store_dw(v: vec4f, row: u32, col: u32) {
   let s = segment(row, col, vec2u(backward_params.out_features, backward_params.in_features));
-  if (X_ALIGNED && all(s.take)) {
-    dw[s.first / 4u] = v;
+  if (X_ALIGNED) {
+    if (all(s.take)) {
+      dw[s.first / 4u] = v;
+    }
     return;
   }
   for (var j = 0u; j < 4u; j++) {
