@@ -1,5 +1,5 @@
 import { assertClose } from "./util/assert_close.ts";
-import { gpuTest, random, randomArray as randomArrayLike, testRuntime, TIERS } from "./util/gpu.ts";
+import { gpuTest, random, randomArray as randomArrayLike, testRuntime } from "./util/gpu.ts";
 import {
   numel,
   type Op,
@@ -13,11 +13,19 @@ import {
   view,
 } from "../lib/runtime.ts";
 import type { Layer } from "../lib/layers/layer.ts";
-import { buildLayer, type Tier } from "../lib/tier.ts";
+import { buildLayer, PLAIN_TIER, type Tier } from "../lib/tier.ts";
 import { CPU_TIER } from "../lib/cpu/tier.ts";
+import { buildLinear, LINEAR_WING_MIN_MACS } from "../lib/cpu/linear.ts";
 import { linear } from "../lib/layers/linear.ts";
 import { conv2dAsLinear } from "../lib/layers/conv2d_as_linear.ts";
 import { linearBackward, linearForward, type LinearShape } from "./reference/linear.ts";
+
+/**
+ * The wing's Linear for every size: the CPU tier builds it only where it pays
+ * (LINEAR_WING_MIN_MACS), and these tests check it on small shapes too.
+ */
+const WING: Tier = { name: "cpu", build: buildLinear };
+const TIERS = [PLAIN_TIER, WING];
 
 // randomArray's declared type (Float32Array<ArrayBufferLike>) is not accepted by upload().
 const randomArray = (...args: Parameters<typeof randomArrayLike>) =>
@@ -106,6 +114,7 @@ async function run(
   for (const f of outputs) await assertFrameKept(rt, f, `${tier.name} ${f.t.label}`);
   return {
     ops,
+    t,
     y: await readback(rt, t.y.t),
     dx: t.dx && await readback(rt, t.dx.t),
     dweight: await readback(rt, t.dweight.t),
@@ -190,7 +199,7 @@ Deno.test(
       const data = randomCase(200 + i, shape);
       const want = linearBackward(data, shape);
       const layer = linear(ins, outs);
-      const out = await run(rt, layer, CPU_TIER, { x: [batch, ins], withDx: false }, data);
+      const out = await run(rt, layer, WING, { x: [batch, ins], withDx: false }, data);
       const label = `[${batch}, ${ins}] -> ${outs}`;
       assertClose(out.dweight, want.dweight, tol(batch), `dweight ${label}`);
       assertClose(out.dbias, want.dbias, tol(batch), `dbias ${label}`);
@@ -204,18 +213,22 @@ Deno.test(
   },
 );
 
-Deno.test("linear (CPU wing) forward and backward are bit-identical run to run", gpuTest, async () => {
-  const rt = await testRuntime();
-  const shape = { batch: 32, inFeatures: 400, outFeatures: 120 };
-  const data = randomCase(300, shape);
-  const runs = [];
-  for (let i = 0; i < 2; i++) {
-    runs.push(await run(rt, linear(400, 120), CPU_TIER, { x: [32, 400], withDx: true }, data));
-  }
-  for (const name of ["y", "dx", "dweight", "dbias"] as const) {
-    assertClose(runs[1][name]!, runs[0][name]!, { atol: 0, rtol: 0 }, name);
-  }
-});
+Deno.test(
+  "linear (CPU wing) forward and backward are bit-identical run to run",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const shape = { batch: 32, inFeatures: 400, outFeatures: 120 };
+    const data = randomCase(300, shape);
+    const runs = [];
+    for (let i = 0; i < 2; i++) {
+      runs.push(await run(rt, linear(400, 120), WING, { x: [32, 400], withDx: true }, data));
+    }
+    for (const name of ["y", "dx", "dweight", "dbias"] as const) {
+      assertClose(runs[1][name]!, runs[0][name]!, { atol: 0, rtol: 0 }, name);
+    }
+  },
+);
 
 Deno.test(
   "conv2dAsLinear in the CPU wing is built as a Linear (not a Conv2d) and matches the reference",
@@ -228,7 +241,9 @@ Deno.test(
       const data = randomCase(400 + n + c, shape);
       const want = { y: linearForward(data, shape), ...linearBackward(data, shape) };
       const layer = conv2dAsLinear({ inChannels: c, outChannels: k, kernelSize: r });
-      const out = await run(rt, layer, CPU_TIER, { x: [n, c, r, r], withDx: true }, data);
+      // The CPU tier builds C5 in the wing; the small one is built with the wing directly.
+      const tier = n * c * r * r * k >= LINEAR_WING_MIN_MACS ? CPU_TIER : WING;
+      const out = await run(rt, layer, tier, { x: [n, c, r, r], withDx: true }, data);
       const names = [...out.ops.train, ...out.ops.backward].filter((o) => "kernel" in o)
         .map(opName);
       const expected = ["cpu/linear.wgsl:forward", "cpu/linear.wgsl:backward"];
@@ -257,9 +272,71 @@ Deno.test("linear (CPU wing) refuses tensors of the wrong size, naming them", gp
   };
   let message = "";
   try {
-    await buildLayer(CPU_TIER, layer, ctx);
+    await buildLayer(WING, layer, ctx);
   } catch (e) {
     message = (e as Error).message;
   }
   if (!message.includes("dy [3,6] is not [3, 5]")) throw new Error(`"${message}"`);
 });
+
+Deno.test(
+  "the CPU tier builds the wing's Linear where the product pays, the plain one below",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    // 84 -> 10: 26,880 multiply-adds at batch 32 (plain), 430,080 at batch 512 (wing); C5
+    // as a Linear even at batch 1 (48,000).
+    const cases: [Layer, number[], string][] = [
+      [linear(84, 10), [32, 84], "linear.wgsl:forward"],
+      [linear(84, 10), [512, 84], "cpu/linear.wgsl:forward"],
+      [linear(32, 10), [32, 32], "linear.wgsl:forward"],
+      [
+        conv2dAsLinear({ inChannels: 16, outChannels: 120, kernelSize: 5 }),
+        [1, 16, 5, 5],
+        "cpu/linear.wgsl:forward",
+      ],
+    ];
+    for (const [layer, x, expected] of cases) {
+      const y = layer.outputShape(x);
+      const ops = await buildLayer(CPU_TIER, layer, {
+        rt,
+        x: tensor(rt, x),
+        y: tensor(rt, y),
+        dy: tensor(rt, y),
+        dx: tensor(rt, x),
+        params: Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)])),
+        grads: Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)])),
+      });
+      const names = dispatches(ops.train).map(opName);
+      if (names.join() !== expected) throw new Error(`[${x}]: ${names.join()}, not ${expected}`);
+    }
+  },
+);
+
+Deno.test(
+  "linear (CPU wing) kernels index their blocks over a 2-D grid of workgroups",
+  gpuTest,
+  async () => {
+    const rt = await testRuntime();
+    const shape = { batch: 70, inFeatures: 120, outFeatures: 84 };
+    const data = randomCase(500, shape);
+    const want = { y: linearForward(data, shape), ...linearBackward(data, shape) };
+    const h = await run(rt, linear(120, 84), WING, { x: [70, 120], withDx: true }, data);
+    // The same dispatches again, their workgroups laid out as grid() lays them out past
+    // 65,535: x wide and as many rows as cover them (the spare ones return at once).
+    const regrid = (ops: Op[]) =>
+      ops.map((o) => {
+        if (!("kernel" in o)) return o;
+        const count = o.workgroups[0];
+        const x = Math.ceil(count / 3);
+        return { ...o, workgroups: [x, 3, 1] as [number, number, number] };
+      });
+    const outputs = [h.t.y, h.t.dx!, h.t.dweight, h.t.dbias];
+    for (const f of outputs) fill(rt, f, new Float32Array(f.t.size).fill(NaN), OUTSIDE);
+    submit(rt, [...regrid(h.ops.train), ...regrid(h.ops.backward)]);
+    assertClose(await readback(rt, h.t.y.t), want.y, tol(120), "y");
+    assertClose(await readback(rt, h.t.dx!.t), want.dx, tol(84), "dx");
+    assertClose(await readback(rt, h.t.dweight.t), want.dweight, tol(70), "dweight");
+    assertClose(await readback(rt, h.t.dbias.t), want.dbias, tol(70), "dbias");
+  },
+);

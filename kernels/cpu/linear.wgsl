@@ -36,7 +36,7 @@
 
 // Invocations per workgroup.
 override WORKGROUP: u32 = 8;
-// Row quads (1 or 2) and column quads (1, 2 or 4) of an invocation's block, per product.
+// Row quads and column quads (1, 2 or 4 each) of an invocation's block, per product.
 override FORWARD_ROWS: u32 = 2;
 override FORWARD_COLS: u32 = 4;
 override DX_ROWS: u32 = 2;
@@ -143,8 +143,18 @@ struct Block {
   c11: mat4x4f,
   c12: mat4x4f,
   c13: mat4x4f,
+  c20: mat4x4f,
+  c21: mat4x4f,
+  c22: mat4x4f,
+  c23: mat4x4f,
+  c30: mat4x4f,
+  c31: mat4x4f,
+  c32: mat4x4f,
+  c33: mat4x4f,
   s0: vec4f,
   s1: vec4f,
+  s2: vec4f,
+  s3: vec4f,
 }
 
 // Adds sum_k L[row0.., k] R[k, col0..] over k < depth to `start`, a block of rows x cols
@@ -194,6 +204,26 @@ fn product(
       if (quads.y > 2u) {
         c.c12 += q2 * p1;
         c.c13 += q3 * p1;
+      }
+    }
+    if (quads.x > 2u) {
+      let p2 = left(kind, lt, k, row0 + 8u, u);
+      let p3 = left(kind, lt, k, row0 + 12u, u);
+      c.c20 += q0 * p2;
+      c.c30 += q0 * p3;
+      if (kind == DW) {
+        c.s2 += vec4f(1.0) * p2;
+        c.s3 += vec4f(1.0) * p3;
+      }
+      if (quads.y > 1u) {
+        c.c21 += q1 * p2;
+        c.c31 += q1 * p3;
+      }
+      if (quads.y > 2u) {
+        c.c22 += q2 * p2;
+        c.c23 += q3 * p2;
+        c.c32 += q2 * p3;
+        c.c33 += q3 * p3;
       }
     }
   }
@@ -359,6 +389,20 @@ fn store_forward(c: Block, at: vec2u, quads: vec2u) {
       store_y4(c.c13, at.x + 4u, at.y + 12u);
     }
   }
+  if (quads.x > 2u) {
+    store_y4(c.c20, at.x + 8u, at.y);
+    store_y4(c.c30, at.x + 12u, at.y);
+    if (quads.y > 1u) {
+      store_y4(c.c21, at.x + 8u, at.y + 4u);
+      store_y4(c.c31, at.x + 12u, at.y + 4u);
+    }
+    if (quads.y > 2u) {
+      store_y4(c.c22, at.x + 8u, at.y + 8u);
+      store_y4(c.c23, at.x + 8u, at.y + 12u);
+      store_y4(c.c32, at.x + 12u, at.y + 8u);
+      store_y4(c.c33, at.x + 12u, at.y + 12u);
+    }
+  }
 }
 
 // Every accumulator of a dx or dw block, into dx or dw.
@@ -379,6 +423,29 @@ fn store_backward(kind: u32, c: Block, at: vec2u, quads: vec2u) {
     if (quads.y > 2u) {
       store_d4(kind, c.c12, at.x + 4u, at.y + 8u);
       store_d4(kind, c.c13, at.x + 4u, at.y + 12u);
+    }
+  }
+  if (quads.x > 2u) {
+    store_d4(kind, c.c20, at.x + 8u, at.y);
+    store_d4(kind, c.c30, at.x + 12u, at.y);
+    if (quads.y > 1u) {
+      store_d4(kind, c.c21, at.x + 8u, at.y + 4u);
+      store_d4(kind, c.c31, at.x + 12u, at.y + 4u);
+    }
+    if (quads.y > 2u) {
+      store_d4(kind, c.c22, at.x + 8u, at.y + 8u);
+      store_d4(kind, c.c23, at.x + 8u, at.y + 12u);
+      store_d4(kind, c.c32, at.x + 12u, at.y + 8u);
+      store_d4(kind, c.c33, at.x + 12u, at.y + 12u);
+    }
+  }
+}
+
+// db[o..o+3] where those outputs exist.
+fn store_db(v: vec4f, o: u32) {
+  for (var j = 0u; j < 4u; j++) {
+    if (o + j < backward_params.out_features) {
+      db[o + j] = v[j];
     }
   }
 }
@@ -410,6 +477,14 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
   start.c11 = start.c01;
   start.c12 = start.c02;
   start.c13 = start.c03;
+  start.c20 = start.c00;
+  start.c21 = start.c01;
+  start.c22 = start.c02;
+  start.c23 = start.c03;
+  start.c30 = start.c00;
+  start.c31 = start.c01;
+  start.c32 = start.c02;
+  start.c33 = start.c03;
   let c = product(FORWARD, x_tex, w_tex, at, u.in_features, quads, start, u);
   store_forward(c, at, quads);
 }
@@ -444,13 +519,13 @@ fn backward(
   let c = product(DW, dy_tex, x_tex, at, u.batch, quads, start, u);
   store_backward(DW, c, at, quads);
   if (at.y == 0u) {
-    for (var j = 0u; j < 4u; j++) {
-      if (at.x + j < u.out_features) {
-        db[at.x + j] = c.s0[j];
-      }
-      if (DW_ROWS > 1u && at.x + 4u + j < u.out_features) {
-        db[at.x + 4u + j] = c.s1[j];
-      }
+    store_db(c.s0, at.x);
+    if (DW_ROWS > 1u) {
+      store_db(c.s1, at.x + 4u);
+    }
+    if (DW_ROWS > 2u) {
+      store_db(c.s2, at.x + 8u);
+      store_db(c.s3, at.x + 12u);
     }
   }
 }

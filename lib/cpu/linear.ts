@@ -7,12 +7,19 @@
  * @module
  */
 
-import { grid, op, type Op, type Tensor, tensor, uniform, view } from "../runtime.ts";
+import { grid, type Op, op, type Tensor, tensor, uniform, view } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
 import { cpuKernel, textureMirror } from "./texture.ts";
 
 /** Invocations per workgroup: one SIMD vector, so that a small product spreads over the cores. */
 const WORKGROUP = 8;
+/**
+ * Multiply-adds of a forward (N*IN*OUT) below which the plain kernels are faster here: the
+ * wing's three texture copies cost more than its products save (measured on llvmpipe:
+ * 84 -> 10 at batch 32, 26,880, is 10% slower in the wing; 400 -> 120 at batch 1, 48,000,
+ * 30% faster).
+ */
+export const LINEAR_WING_MIN_MACS = 32768;
 
 /** What a Linear layer is, for a tier (lib/layers/linear.ts `config`). */
 export interface LinearConfig {
@@ -20,10 +27,17 @@ export interface LinearConfig {
   outFeatures: number;
 }
 
-/** Row quads (1 or 2) and column quads (1, 2 or 4) of a block: no more columns than there are. */
-function blockQuads(cols: number): { rows: number; cols: number } {
-  const quads = Math.ceil(cols / 4);
-  return { rows: 2, cols: quads >= 4 ? 4 : quads >= 2 ? 2 : 1 };
+/** True when the wing's Linear beats the plain one for `layer` at this batch (see above). */
+export function linearPays(layer: Layer, ctx: LayerContext): boolean {
+  const { inFeatures, outFeatures } = layer.config as unknown as LinearConfig;
+  return ctx.x.shape[0] * inFeatures * outFeatures >= LINEAR_WING_MIN_MACS;
+}
+
+/** The smallest power of two of quads (4 rows or columns) that covers n, at most `most`. */
+function quadsFor(n: number, most: number): number {
+  let quads = 1;
+  while (quads * 4 < n && quads < most) quads *= 2;
+  return quads;
 }
 
 /** Blocks of `quads` that cover a [rows, cols] output. */
@@ -57,16 +71,19 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
     }
   }
   if (dx && dx.size !== x.size) throw new Error(`${what}: dx [${dx.shape}] is not [${x.shape}]`);
-  const forwardQuads = blockQuads(outs);
-  const inputQuads = blockQuads(ins);
+  // Blocks of (row quads, column quads): the forward's rows are images, few at batch 32,
+  // so its blocks are 8 rows high (more invocations); dx's and dw's are up to 16 x 16.
+  const forwardQuads = { rows: quadsFor(batch, 2), cols: quadsFor(outs, 4) };
+  const dxQuads = { rows: quadsFor(batch, 4), cols: quadsFor(ins, 4) };
+  const dwQuads = { rows: quadsFor(outs, 4), cols: quadsFor(ins, 4) };
   const constants = {
     WORKGROUP,
     FORWARD_ROWS: forwardQuads.rows,
     FORWARD_COLS: forwardQuads.cols,
-    DX_ROWS: inputQuads.rows,
-    DX_COLS: inputQuads.cols,
-    DW_ROWS: inputQuads.rows,
-    DW_COLS: inputQuads.cols,
+    DX_ROWS: dxQuads.rows,
+    DX_COLS: dxQuads.cols,
+    DW_ROWS: dwQuads.rows,
+    DW_COLS: dwQuads.cols,
     X_ALIGNED: ins % 4 === 0 ? 1 : 0,
     DY_ALIGNED: outs % 4 === 0 ? 1 : 0,
   };
@@ -74,8 +91,8 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
     cpuKernel(rt, "linear.wgsl", "forward", constants),
     cpuKernel(rt, "linear.wgsl", "backward", constants),
   ]);
-  const dxGroups = dx ? Math.ceil(blocks(batch, ins, inputQuads) / WORKGROUP) : 0;
-  const dwGroups = Math.ceil(blocks(outs, ins, inputQuads) / WORKGROUP);
+  const dxGroups = dx ? Math.ceil(blocks(batch, ins, dxQuads) / WORKGROUP) : 0;
+  const dwGroups = Math.ceil(blocks(outs, ins, dwQuads) / WORKGROUP);
   // Fields as in the WGSL struct Params, in its order.
   const u = uniform(rt, "linear (CPU wing)", {
     batch,

@@ -11,16 +11,18 @@ import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
 import type { Tier } from "../tier.ts";
 import { buildConv2d } from "./conv2d.ts";
 import { buildBatchnorm2d } from "./batchnorm2d.ts";
-import { buildLinear } from "./linear.ts";
+import { buildLinear, linearPays } from "./linear.ts";
 
 /**
  * The tuned builds, by the layer's kernel family. A conv2dAsLinear is of type "Conv2d" but of
  * family "linear": it is built as the Linear it runs as, never as a Conv2d.
  */
-const BUILDS: Record<string, (layer: Layer, ctx: LayerContext) => Promise<LayerOps>> = {
+const BUILDS: Record<string, (layer: Layer, ctx: LayerContext) => Promise<LayerOps> | undefined> = {
   conv2d: buildConv2d,
   batchnorm2d: buildBatchnorm2d,
-  linear: buildLinear,
+  // Small products (the seed's 32 -> 10 at batch 32) stay plain: there the wing's copies
+  // cost more than its products save.
+  linear: (layer, ctx) => linearPays(layer, ctx) ? buildLinear(layer, ctx) : undefined,
 };
 
 /** The CPU tier: the wing's Conv2d, BatchNorm2d and Linear, the plain build for the rest. */
