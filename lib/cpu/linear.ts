@@ -3,7 +3,7 @@
  * over texture mirrors of x, the weight and dy (kernels/cpu/linear.wgsl says why this shape
  * pays on llvmpipe). Built for Linear layers and for conv2dAsLinear (LeNet-5's C5), whose
  * tensors it reads as [N, IN] and [N, OUT] whatever their shapes. Tested against the plain
- * tier's kernels (lib/layers/linear.ts) and the float64 reference in tests/linear_test.ts.
+ * tier's kernels (lib/layers/linear.ts) and the float64 reference in tests/linear_cpu_test.ts.
  * @module
  */
 
@@ -15,9 +15,9 @@ import { cpuKernel, textureMirror } from "./texture.ts";
 const WORKGROUP = 8;
 /**
  * Multiply-adds of a forward (N*IN*OUT) below which the plain kernels are faster here: the
- * wing's three texture copies cost more than its products save (measured on llvmpipe:
- * 84 -> 10 at batch 32, 26,880, is 10% slower in the wing; 400 -> 120 at batch 1, 48,000,
- * 30% faster).
+ * wing's three texture copies cost more than its products save (llvmpipe, forward + backward,
+ * interleaved medians: 84 -> 10 at batch 32, 26,880, is 12% slower in the wing; 120 -> 84 at
+ * batch 8, 80,640, 16% faster; 400 -> 120 at batch 1, 48,000, 30% faster).
  */
 export const LINEAR_WING_MIN_MACS = 32768;
 

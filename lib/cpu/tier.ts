@@ -2,8 +2,9 @@
  * The CPU wing: kernels tuned for Mesa's llvmpipe (and lavapipe), where a workgroup runs on one
  * CPU thread and an invocation is one SIMD lane, loads set the pace and a dispatch costs about
  * as much as a small kernel. Conv2d, BatchNorm2d and Linear (with conv2dAsLinear, LeNet-5's
- * C5) have tuned ops here (texture mirrors, four images a texel, one invocation per channel,
- * register blocks); every other layer is built plain.
+ * C5, where the product is large enough to pay) have tuned ops here (texture mirrors, four
+ * images a texel, one invocation per channel, register blocks); every other layer is built
+ * plain.
  * @module
  */
 
