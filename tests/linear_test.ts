@@ -102,7 +102,8 @@ Deno.test(
     upload(rt, h.x, x);
     upload(rt, h.dy, dy);
     upload(rt, h.params.weight, weight);
-    submit(rt, h.ops.backward);
+    // A forward first, as every backward needs (the wing's reads x's mirror that it fills).
+    submit(rt, [...h.ops.train, ...h.ops.backward]);
     const g = linearBackward({ x, weight, dy }, shape);
     const tol = { atol: 1e-7 * 70, rtol: 1e-6 };
     assertClose(await readback(rt, h.grads.weight), g.dweight, tol, "dweight");

@@ -50,6 +50,9 @@ export function conv2dAsLinear(options: Conv2dAsLinearOptions): Layer {
       return [n, outChannels, 1, 1];
     },
     flops: ([n]) => 2 * n * features * outChannels,
+    // A tier builds it as the Linear it runs as (family and config of linear()), not as a Conv2d.
+    family: "linear",
+    config: { inFeatures: features, outFeatures: outChannels },
     build: (ctx) => build(ctx, inner, features),
   };
 }

@@ -36,6 +36,8 @@ export function linear(inFeatures: number, outFeatures: number): Layer {
     ],
     outputShape: ([n]) => [n, outFeatures],
     flops: ([n]) => 2 * n * inFeatures * outFeatures,
+    family: "linear",
+    config: { inFeatures, outFeatures },
     build: (ctx) => build(ctx, inFeatures, outFeatures),
   };
 }
