@@ -1,5 +1,6 @@
 import { assertClose, type Tolerance } from "./util/assert_close.ts";
-import { gpuTest, random, randomArray, tensorFrom, testRuntime } from "./util/gpu.ts";
+import { gpuTest, random, randomArray, tensorFrom, testRuntime, TIERS } from "./util/gpu.ts";
+import { buildLayer, PLAIN_TIER, type Tier } from "../lib/tier.ts";
 import type { Random } from "../lib/random.ts";
 import {
   conv2dTableBackwardInput,
@@ -74,11 +75,12 @@ const aligned = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 const SENTINEL = 12345;
 
 /**
- * Builds the layer for `shape`: weight and bias are views at offsets 64 and after into one
- * flat buffer (gradients likewise), and every float of the flat gradient buffer outside the
- * views holds a sentinel that must survive.
+ * Builds the layer for `shape` with `tier`'s kernels (the CPU wing runs the dense conv on a
+ * scattered weight): weight and bias are views at offsets 64 and after into one flat buffer
+ * (gradients likewise), and every float of the flat gradient buffer outside the views holds
+ * a sentinel that must survive.
  */
-async function bind(shape: Conv2dTableShape): Promise<Bound> {
+async function bind(shape: Conv2dTableShape, tier: Tier = PLAIN_TIER): Promise<Bound> {
   const rt = await testRuntime();
   const yShape = conv2dTableOutputShape(shape);
   const k = shape.table.length;
@@ -106,7 +108,7 @@ async function bind(shape: Conv2dTableShape): Promise<Bound> {
     table: shape.table,
     kernelSize: shape.kernelSize,
   });
-  const ops = await layer.build({
+  const ops = await buildLayer(tier, layer, {
     rt,
     x: b.x,
     y: b.y,
@@ -176,9 +178,15 @@ function readers(table: Table, c: number): number {
   );
 }
 
-async function checkAgainstReference(shape: Conv2dTableShape, why: string, seed = 1) {
+async function checkAgainstReference(
+  shape: Conv2dTableShape,
+  why: string,
+  tier: Tier,
+  seed = 1,
+) {
   const data = randomData(shape, seed);
-  const got = await run(await bind(shape), data);
+  const got = await run(await bind(shape, tier), data);
+  why = `${tier.name}: ${why}`;
   const [n, , p, q] = conv2dTableOutputShape(shape);
   const rr = shape.kernelSize ** 2;
   const widest = Math.max(...shape.table.map((r) => r.length));
@@ -270,20 +278,23 @@ Deno.test("conv2d_table reference backward matches central finite differences (f
 });
 
 Deno.test(
-  "conv2d_table forward and backward match the reference for LeCun's C3 at batch 1, 3 and 33",
+  "conv2d_table forward and backward match the reference for LeCun's C3 at batch 1, 3 and 33, both tiers",
   gpuTest,
   async () => {
-    for (const n of [1, 3, 33]) {
-      await checkAgainstReference(
-        { x: [n, 6, 14, 14], table: LECUN_C3_TABLE, kernelSize: 5 },
-        `C3 batch ${n}`,
-      );
+    for (const tier of TIERS) {
+      for (const n of [1, 3, 33]) {
+        await checkAgainstReference(
+          { x: [n, 6, 14, 14], table: LECUN_C3_TABLE, kernelSize: 5 },
+          `C3 batch ${n}`,
+          tier,
+        );
+      }
     }
   },
 );
 
 Deno.test(
-  "conv2d_table matches the reference for random tables, odd sizes and kernels 1 to 8",
+  "conv2d_table matches the reference for random tables, odd sizes and kernels 1 to 8, both tiers",
   gpuTest,
   async () => {
     const rng = random(5);
@@ -295,10 +306,13 @@ Deno.test(
     ];
     for (const c of cases) {
       const table = randomTable(rng, c.x[1], c.k);
-      await checkAgainstReference(
-        { x: c.x, table, kernelSize: c.r },
-        `${c.why} ${JSON.stringify(table)}`,
-      );
+      for (const tier of TIERS) {
+        await checkAgainstReference(
+          { x: c.x, table, kernelSize: c.r },
+          `${c.why} ${JSON.stringify(table)}`,
+          tier,
+        );
+      }
     }
   },
 );

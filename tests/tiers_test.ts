@@ -1,6 +1,6 @@
 import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, testRuntime, TIERS } from "./util/gpu.ts";
-import { lenet } from "../lib/models.ts";
+import { lenet, lenet5 } from "../lib/models.ts";
 import { createTrainer } from "../lib/train.ts";
 import { random } from "../lib/random.ts";
 import { IMAGE_PIXELS } from "../lib/data_gpu.ts";
@@ -34,6 +34,30 @@ Deno.test(
     }
     // Both are f32 computations of the same step in other orders; on MNIST the two agree to
     // 2e-7 over 20 steps (measured), and a drift of 1e-5 would be a change in what they compute.
+    assertClose(losses[1], losses[0], { atol: 0, rtol: 1e-5 }, "per-step losses, cpu vs plain");
+    if (!(losses[0][19] < losses[0][0])) throw new Error(`the loss did not fall: ${losses[0]}`);
+  },
+);
+
+Deno.test(
+  "LeNet-5 with LeCun's C3 trains alike on both tiers (the wing runs C3 as a dense conv)",
+  gpuTest,
+  async () => {
+    const device = await testRuntime();
+    const data = { train: split(640, 1), test: split(64, 2) };
+    const config = { batchSize: 32, lr: 1e-3, weightDecay: 1e-4, seed: 3, mean: 0.13, std: 0.31 };
+    const losses: Float32Array[] = [];
+    for (const tier of TIERS) {
+      const trainer = await createTrainer(
+        { ...device, tier },
+        lenet5({ c3: "lecun" }),
+        data,
+        config,
+      );
+      losses.push((await trainer.trainEpoch(1)).batches.loss);
+    }
+    // The dense conv adds exact zeros for the missing connections: other orders of the same
+    // f32 sums, as above.
     assertClose(losses[1], losses[0], { atol: 0, rtol: 1e-5 }, "per-step losses, cpu vs plain");
     if (!(losses[0][19] < losses[0][0])) throw new Error(`the loss did not fall: ${losses[0]}`);
   },

@@ -63,6 +63,14 @@ export const LECUN_C3_TABLE: readonly (readonly number[])[] = [
   [0, 1, 2, 3, 4, 5],
 ];
 
+/** What a table Conv2d layer was made with (its `config`, for a tier's own build). */
+export interface Conv2dTableConfig {
+  inChannels: number;
+  outChannels: number;
+  kernelSize: number;
+  table: readonly (readonly number[])[];
+}
+
 /** What a table Conv2d is. */
 export interface Conv2dTableOptions {
   inChannels: number;
@@ -122,8 +130,11 @@ export function conv2dTable(options: Conv2dTableOptions): Layer {
     }
     return [n, outChannels, h - kernelSize + 1, w - kernelSize + 1];
   };
+  const config: Conv2dTableConfig = { inChannels, outChannels, kernelSize, table };
   return {
     type: "Conv2dTable",
+    family: "conv2d_table",
+    config: { ...config },
     params: [
       {
         name: "weight",

@@ -91,7 +91,7 @@ export interface Layer {
    * What the layer was made with (Conv2d: inChannels, outChannels, kernelSize, stride,
    * padding), so that a tier can build its own ops for it.
    */
-  config?: Readonly<Record<string, number | boolean>>;
+  config?: Readonly<Record<string, number | boolean | readonly (readonly number[])[]>>;
   /** Makes the layer's plain ops for these tensors (pipelines come from the runtime's cache). */
   build(ctx: LayerContext): Promise<LayerOps>;
 }
