@@ -17,7 +17,9 @@
  * value kernels/conv2d.wgsl loads feeds all 16 output maps, and it reads its weights
  * through a uniform binding, while each input value these kernels load feeds one
  * connection (an S2 map is read by 10) and their weights are storage loads; so there they
- * take 2-4 times as long as the dense ones (bench/conv2d_table_bench.ts).
+ * take 2-4 times as long as the dense ones (bench/conv2d_table_bench.ts), and the CPU wing
+ * runs the layer as the dense conv with zeros for the missing connections
+ * (lib/cpu/conv2d_table.ts).
  * @module
  */
 
