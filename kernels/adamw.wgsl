@@ -8,13 +8,16 @@
 //   v = beta2 * v + (1 - beta2) * g * g
 //   denom = sqrt(v) / sqrt(1 - beta2^t) + eps
 //   p = p - lr / (1 - beta1^t) * m / denom
-// One invocation updates 4 consecutive elements (a vec4); n is a multiple of 4.
+// One invocation updates ELEMENTS vec4s of 4 consecutive elements, WORKGROUP vec4s apart (so
+// that the step's scalars, two series of divisions, are computed once for them); n is a
+// multiple of 4.
 // index legend: i vec4 index (elements 4i..4i+3), t step number from 1
 // bindings: 0 p [n] f32 (parameters), 1 g [n] f32 (gradients), 2 m [n] f32 (exp_avg),
 //   3 v [n] f32 (exp_avg_sq), 4 state StepState, 5 hyper {n, rows, beta2, ...} (below),
 //   6 schedule [rows] ScheduleRow
 
 override WORKGROUP: u32 = 64;
+override ELEMENTS: u32 = 4;
 
 struct StepState {
   step: u32,
@@ -68,9 +71,13 @@ fn one_minus_pow(log_beta: f32, t: f32) -> f32 {
 }
 
 @compute @workgroup_size(WORKGROUP)
-fn step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let i = gid.x + gid.y * groups.x * WORKGROUP;
-  if (i >= hyper.n / 4u) {
+fn step(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let first = (wid.x + wid.y * groups.x) * WORKGROUP * ELEMENTS + lane;
+  if (first >= hyper.n / 4u) {
     return;
   }
   let t = f32(state.step + 1u);
@@ -78,14 +85,20 @@ fn step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
   let step_size = row.lr / one_minus_pow(row.log_beta1, t);
   let bias_correction2_sqrt = sqrt(one_minus_pow(hyper.log_beta2, t));
 
-  // Each storage element is loaded once: on llvmpipe a storage load costs more than all the
-  // arithmetic here.
-  let grad = g[i];
-  let exp_avg_old = m[i];
-  let exp_avg = exp_avg_old + row.one_minus_beta1 * (grad - exp_avg_old);
-  let exp_avg_sq = v[i] * hyper.beta2 + hyper.one_minus_beta2 * grad * grad;
-  let denom = sqrt(exp_avg_sq) / bias_correction2_sqrt + hyper.eps;
-  p[i] = p[i] * row.decay - step_size * (exp_avg / denom);
-  m[i] = exp_avg;
-  v[i] = exp_avg_sq;
+  for (var j = 0u; j < ELEMENTS; j++) {
+    let i = first + j * WORKGROUP;
+    if (i >= hyper.n / 4u) {
+      return;
+    }
+    // Each storage element is loaded once: on llvmpipe a storage load costs more than all the
+    // arithmetic here.
+    let grad = g[i];
+    let exp_avg_old = m[i];
+    let exp_avg = exp_avg_old + row.one_minus_beta1 * (grad - exp_avg_old);
+    let exp_avg_sq = v[i] * hyper.beta2 + hyper.one_minus_beta2 * grad * grad;
+    let denom = sqrt(exp_avg_sq) / bias_correction2_sqrt + hyper.eps;
+    p[i] = p[i] * row.decay - step_size * (exp_avg / denom);
+    m[i] = exp_avg;
+    v[i] = exp_avg_sq;
+  }
 }
