@@ -9,12 +9,13 @@
 import { assertClose } from "./util/assert_close.ts";
 import { gpuTest, testRuntime, TIERS } from "./util/gpu.ts";
 import { syntheticSplit } from "./util/synthetic.ts";
-import { lenet, sequential } from "../lib/models.ts";
+import { lenet, type Model, sequential } from "../lib/models.ts";
 import { conv2d } from "../lib/layers/conv2d.ts";
 import { batchnorm2d } from "../lib/layers/batchnorm2d.ts";
 import { adaptiveAvgPool2d } from "../lib/layers/adaptive_avg_pool2d.ts";
 import { flatten } from "../lib/layers/flatten.ts";
 import { linear } from "../lib/layers/linear.ts";
+import { avgPool2d } from "../lib/layers/pool2d.ts";
 import { createTrainer } from "../lib/train.ts";
 import { CPU_TIER } from "../lib/cpu/tier.ts";
 import { IMAGE_SIDE } from "../lib/data_gpu.ts";
@@ -33,10 +34,45 @@ function chain() {
   ], { input: [1, IMAGE_SIDE, IMAGE_SIDE], pad: 0 });
 }
 
-Deno.test(
-  "handed-off tensors: the wing trains and evaluates as the plain tier at batches of 6 and 5",
-  gpuTest,
-  async () => {
+/** LeNet-5's pattern: conv -> tanh+avg pool -> conv -> tanh+avg pool (odd planes) -> linear. */
+function lenetLike() {
+  return sequential("handoff5", [
+    ["features.0", conv2d({ inChannels: 1, outChannels: 3, kernelSize: 3, padding: 1 })],
+    ["features.1", avgPool2d({ kernelSize: 2, activation: "tanh" })],
+    ["features.3", conv2d({ inChannels: 3, outChannels: 5, kernelSize: 2 })],
+    ["features.4", avgPool2d({ kernelSize: 2, activation: "tanh" })],
+    ["classifier.0", flatten()],
+    ["classifier.1", linear(5 * 6 * 6, 10)],
+  ], { input: [1, IMAGE_SIDE, IMAGE_SIDE], pad: 0 });
+}
+
+/** A pool first (plain input, packed output), then a conv. */
+function poolFirst() {
+  return sequential("handoff_pool", [
+    ["features.0", avgPool2d({ kernelSize: 3, activation: "sigmoid" })],
+    ["features.1", conv2d({ inChannels: 1, outChannels: 4, kernelSize: 3, stride: 2 })],
+    ["classifier.0", flatten()],
+    ["classifier.1", linear(4 * 4 * 4, 10)],
+  ], { input: [1, IMAGE_SIDE, IMAGE_SIDE], pad: 0 });
+}
+
+const MODELS_HANDING_OVER: [string, () => Model][] = [
+  ["conv/BatchNorm", chain],
+  ["LeNet-5's conv/pool", lenetLike],
+  ["pool first", poolFirst],
+];
+
+for (const [name, model] of MODELS_HANDING_OVER) {
+  Deno.test(
+    `handed-off tensors (${name}): the wing trains and evaluates as the plain tier at batches of 6 and 5`,
+    gpuTest,
+    () => trainsAlike(model),
+  );
+}
+
+/** 2 epochs of 23 images on both tiers from the same start: losses, gradients, test pass. */
+async function trainsAlike(model: () => Model) {
+  {
     const device = await testRuntime();
     // 23 images at batch 6: steps of 6 (a group of four and a half one) and a last one of 5.
     const data = { train: syntheticSplit(23, 1), test: syntheticSplit(11, 2) };
@@ -50,7 +86,7 @@ Deno.test(
       std: 0.31,
     };
     const [plain, wing] = await Promise.all(
-      TIERS.map((tier) => createTrainer({ ...device, tier }, chain(), data, config)),
+      TIERS.map((tier) => createTrainer({ ...device, tier }, model(), data, config)),
     );
     const losses = [], grads: Float32Array[] = [];
     for (const trainer of [plain, wing]) {
@@ -77,11 +113,11 @@ Deno.test(
     if (got.accuracy !== want.accuracy) {
       throw new Error(`accuracy ${got.accuracy} != ${want.accuracy}`);
     }
-  },
-);
+  }
+}
 
 Deno.test(
-  "the wing's seed step packs only its input: the rest is handed over",
+  "the wing's seed step packs only its input: the rest is handed over or fused",
   gpuTest,
   async () => {
     const rt = { ...await testRuntime(), tier: CPU_TIER };

@@ -1,15 +1,16 @@
 /**
- * Packed handoffs: a tensor that one of the wing's Conv2d or BatchNorm2d layers writes and
- * the next one reads (a Conv2d's output and the BatchNorm2d after it, that BatchNorm2d's
- * output and the Conv2d after it, and the gradients of both) goes from one kernel to the
- * other packed in groups of four images (kernels/cpu/conv2d.wgsl's N4 layout), in a storage
- * texture that the writer fills and the reader fetches a texel at a time. Without it, each
- * such tensor was written plain, copied to a texture mirror, packed by a dispatch of its own
- * and copied again: the seed's step loses 3 dispatches and 9 copies.
+ * Packed handoffs: a tensor that one of the wing's Conv2d layers and a Conv2d, BatchNorm2d or
+ * average pool next to it pass between them (a Conv2d's output and the BatchNorm2d after it,
+ * that BatchNorm2d's output and the Conv2d after it, LeNet-5's conv -> pool -> conv, and the
+ * gradients of all of them) goes from one kernel to the other packed in groups of four
+ * images (kernels/cpu/conv2d.wgsl's N4 layout), in a storage texture that the writer fills
+ * and the reader fetches a texel at a time. Without it, each such tensor was written plain,
+ * copied to a texture mirror, packed by a dispatch of its own and copied again: the seed's
+ * step loses 3 dispatches and 9 copies, LeNet-5's 3 and 6.
  *
- * The lanes of images past the batch: BatchNorm masks them where it reads, and writes 0 there
- * in the gradient it hands back (as kernels/cpu/conv2d.wgsl's pack does), because the conv's
- * weight and bias gradients sum over all four images of a group.
+ * The lanes of images past the batch: BatchNorm and the pools mask them where they read, and
+ * write 0 there in what they hand to a conv (as kernels/cpu/conv2d.wgsl's pack does), because
+ * the conv's weight and bias gradients sum over all four images of a group.
  * @module
  */
 
@@ -17,15 +18,26 @@ import type { Runtime, Tensor, TextureBinding } from "../runtime.ts";
 import type { Layer } from "../layers/layer.ts";
 import { TEXTURE_ROW } from "./texture.ts";
 
-/** The wing's layers that read and write packed tensors. */
-const PACKED_FAMILIES = new Set(["conv2d", "batchnorm2d"]);
+/**
+ * The wing's layers that read and write packed tensors: its Conv2d and BatchNorm2d, and the
+ * average pools it builds (lib/cpu/pool2d.ts: windows that do not overlap).
+ */
+function packs(layer?: Layer): boolean {
+  if (!layer) return false;
+  if (layer.family === "conv2d" || layer.family === "batchnorm2d") return true;
+  const pool = layer.config as { max?: boolean; kernelSize?: number; stride?: number };
+  return layer.family === "pool2d" && pool.max === false && pool.stride! >= pool.kernelSize!;
+}
 
 /**
  * True when `writer` hands its output (and the reader its gradient back) to `reader` packed:
- * both are built by the wing (the caller's tier is the CPU tier) and of the families above.
+ * both are built by the wing (the caller's tier is the CPU tier) and read and write packed
+ * tensors, and one of them is a conv (two pools or a pool and a BatchNorm keep the plain
+ * tensor between them).
  */
 export function handsOffPacked(writer?: Layer, reader?: Layer): boolean {
-  return PACKED_FAMILIES.has(writer?.family ?? "") && PACKED_FAMILIES.has(reader?.family ?? "");
+  const conv = writer?.family === "conv2d" || reader?.family === "conv2d";
+  return conv && packs(writer) && packs(reader);
 }
 
 /** The packed textures of handed-off tensors, shared by their writer and reader. */

@@ -4,8 +4,9 @@
  * as much as a small kernel. Conv2d (and the table Conv2d, run as a dense one), BatchNorm2d and
  * Linear (with conv2dAsLinear, LeNet-5's C5, where the product is large enough to pay) have
  * tuned ops here (texture mirrors, four images a texel, one invocation per channel, register
- * blocks, tensors handed between a conv and a BatchNorm packed), and an AdaptiveAvgPool2d
- * after a BatchNorm2d runs inside its kernels; every other layer is built plain.
+ * blocks, tensors handed between a conv and a BatchNorm or an average pool packed), and an
+ * AdaptiveAvgPool2d after a BatchNorm2d runs inside its kernels; every other layer is built
+ * plain.
  * @module
  */
 
@@ -16,6 +17,7 @@ import { buildBatchnorm2d } from "./batchnorm2d.ts";
 import { buildAdaptiveAvgPool2d } from "./adaptive_avg_pool2d.ts";
 import { buildLinear, linearPays } from "./linear.ts";
 import { buildConv2dTable } from "./conv2d_table.ts";
+import { buildPool2d } from "./pool2d.ts";
 
 /**
  * The tuned builds, by the layer's kernel family; undefined means the plain build. A
@@ -27,6 +29,7 @@ const BUILDS: Record<string, (layer: Layer, ctx: LayerContext) => Promise<LayerO
   batchnorm2d: buildBatchnorm2d,
   adaptive_avg_pool2d: buildAdaptiveAvgPool2d,
   conv2d_table: buildConv2dTable,
+  pool2d: buildPool2d,
   // Small products (the seed's 32 -> 10 at batch 32) stay plain: there the wing's copies
   // cost more than its products save.
   linear: (layer, ctx) => linearPays(layer, ctx) ? buildLinear(layer, ctx) : undefined,

@@ -21,6 +21,18 @@ export type PoolActivation = keyof typeof POOL_ACTIVATIONS;
 /** The kernel's ACTIVATION override for each (0: none). */
 const ACTIVATION_CODES: Record<PoolActivation, number> = { tanh: 1, sigmoid: 2, relu: 3 };
 
+/**
+ * What a pooling layer was made with (its `config`, for a tier's own build): max or average,
+ * the window, and the fused activation's code (0 none, 1 tanh, 2 sigmoid, 3 relu: the
+ * kernels' ACTIVATION).
+ */
+export interface Pool2dConfig {
+  max: boolean;
+  kernelSize: number;
+  stride: number;
+  activation: number;
+}
+
 /** A pooling window, and the activation to apply before it. */
 export interface Pool2dOptions {
   kernelSize: number;
@@ -93,9 +105,17 @@ function pool2d(kind: "avg" | "max", options: Pool2dOptions): Layer {
     const side = (size: number) => Math.floor((size - kernelSize) / stride) + 1;
     return [n, c, side(h), side(w)];
   };
+  const config: Pool2dConfig = {
+    max: kind === "max",
+    kernelSize,
+    stride,
+    activation: activation ? ACTIVATION_CODES[activation] : 0,
+  };
   return {
     type,
     params: [],
+    family: "pool2d",
+    config: { ...config },
     outputShape,
     build: (ctx) => build(ctx, { kind, kernelSize, stride, activation, outputShape }),
   };
