@@ -28,4 +28,3 @@ export async function benchData(): Promise<
     return { train, test: split(512), normalization: meanStd(train.images) };
   }
 }
-
