@@ -4,12 +4,17 @@
  * @module
  */
 
-import { loadDataset } from "../lib/io/mnist.ts";
+import { loadDataset, meanStd, type Normalization } from "../lib/io/mnist.ts";
 import { random } from "../lib/random.ts";
 import type { Split } from "../lib/train.ts";
 
-/** MNIST from data/, or 2,048 + 512 random images when it is not there. */
-export async function benchData(): Promise<{ train: Split; test: Split }> {
+/**
+ * MNIST from data/, or 2,048 + 512 random images when it is not there, with the training
+ * pixels' own mean and std (the data file's, or the random bytes').
+ */
+export async function benchData(): Promise<
+  { train: Split; test: Split; normalization: Normalization }
+> {
   try {
     return await loadDataset("data", "mnist");
   } catch {
@@ -19,6 +24,7 @@ export async function benchData(): Promise<{ train: Split; test: Split }> {
       labels: Uint8Array.from({ length: count }, () => rng.int(10)),
       count,
     });
-    return { train: split(2048), test: split(512) };
+    const train = split(2048);
+    return { train, test: split(512), normalization: meanStd(train.images) };
   }
 }

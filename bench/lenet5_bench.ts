@@ -12,6 +12,7 @@ import { benchData } from "./bench_data.ts";
 import { type Runtime, tensor, upload } from "../lib/runtime.ts";
 import { createRuntime } from "../lib/device.ts";
 import { random } from "../lib/random.ts";
+import { meanStd } from "../lib/io/mnist.ts";
 import { gatherOp, uploadDataset } from "../lib/data_gpu.ts";
 import { createStepState } from "../lib/step_state.ts";
 import { conv2d } from "../lib/layers/conv2d.ts";
@@ -39,8 +40,7 @@ async function firstLayer(rt: Runtime, pad: number) {
     x,
     labels: tensor(rt, [BATCH], { dtype: "u32" }),
     batchSize: BATCH,
-    mean: 0.1307,
-    std: 0.3081,
+    ...meanStd(images), // the random bytes' own
     pad,
   });
   const layer = conv2d({ inChannels: 1, outChannels: 6, kernelSize: 5, padding: 2 - pad });
@@ -85,15 +85,16 @@ function trainer(options: ModelOptions): Promise<Trainer> {
   if (!trainers.has(key)) {
     trainers.set(
       key,
-      (async () =>
-        createTrainer(await rt, lenet5(options), await benchData(), {
+      (async () => {
+        const data = await benchData();
+        return createTrainer(await rt, lenet5(options), data, {
           batchSize: BATCH,
           lr: 1e-3,
           weightDecay: 1e-4,
           seed: 0,
-          mean: 0.1307,
-          std: 0.3081,
-        }))(),
+          ...data.normalization,
+        });
+      })(),
     );
   }
   return trainers.get(key)!;

@@ -10,10 +10,11 @@ usage:
       DataLoader(shuffle=True)'s order (its iterator draws a base seed, then RandomSampler
       draws the seed of its randperm) and the test DataLoader's iterator (one base-seed draw).
       Writes DIR/init.safetensors (the state_dict) and DIR/orders.safetensors (I32 [E, N]).
-  pytorch_crosscheck.py train DIR DATA THREADS DETAIL_STEPS
+  pytorch_crosscheck.py train DIR DATA THREADS DETAIL_STEPS MEAN STD
       Trains from DIR/init.safetensors over DIR/orders.safetensors (I32 [E, N]: row e is the
       order of epoch e + 1) on DATA/{train,test}.safetensors (images U8 [N,28,28], labels U8
-      [N], as `deno task download` writes them). Writes DIR/pytorch.json (per epoch: every
+      [N], as `deno task download` writes them), normalized as (pixel / 255 - MEAN) / STD (the
+      data file's own mean and std, which our side uses too). Writes DIR/pytorch.json (per epoch: every
       step's loss and correct count, train and test loss and accuracy) and
       DIR/pytorch_detail.safetensors: for each of the first DETAIL_STEPS steps k (from 1),
       step<k>.x, step<k>.logits, step<k>.loss, step<k>.grad.<name> and step<k>.state.<name>
@@ -35,14 +36,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from seed_models import LeNet, read_safetensors, write_safetensors  # noqa: E402
 
 BATCH_SIZE = 32
-MEAN, STD = 0.1307, 0.3081
 
 
-def normalized(images):
-    """torchvision's ToTensor (float32 / 255) then Normalize((0.1307,), (0.3081,)), in float32."""
+def normalized(images, mean, std):
+    """torchvision's ToTensor (float32 / 255) then Normalize((mean,), (std,)), in float32."""
     x = images.to(torch.float32).div(255).unsqueeze(1)
-    return x.sub_(torch.tensor([MEAN], dtype=torch.float32)[:, None, None]) \
-        .div_(torch.tensor([STD], dtype=torch.float32)[:, None, None])
+    return x.sub_(torch.tensor([mean], dtype=torch.float32)[:, None, None]) \
+        .div_(torch.tensor([std], dtype=torch.float32)[:, None, None])
 
 
 def init(seed, epochs, out, data):
@@ -77,14 +77,15 @@ def evaluate(model, images, labels, loss_fn):
     return total / batches, 100 * correct / len(labels)
 
 
-def train(directory, data, threads, detail_steps):
+def train(directory, data, threads, detail_steps, mean, std):
     torch.set_num_threads(threads)
     state = read_safetensors(f"{directory}/init.safetensors")
     orders = read_safetensors(f"{directory}/orders.safetensors")["orders"].to(torch.int64)
     train_split = read_safetensors(f"{data}/train.safetensors")
     test_split = read_safetensors(f"{data}/test.safetensors")
-    images, labels = normalized(train_split["images"]), train_split["labels"].to(torch.int64)
-    test_images = normalized(test_split["images"])
+    images = normalized(train_split["images"], mean, std)
+    labels = train_split["labels"].to(torch.int64)
+    test_images = normalized(test_split["images"], mean, std)
     test_labels = test_split["labels"].to(torch.int64)
 
     model = LeNet()
@@ -133,7 +134,8 @@ def train(directory, data, threads, detail_steps):
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "init":
         init(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
-    elif len(sys.argv) == 6 and sys.argv[1] == "train":
-        train(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif len(sys.argv) == 8 and sys.argv[1] == "train":
+        train(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
+              float(sys.argv[6]), float(sys.argv[7]))
     else:
         sys.exit(__doc__)

@@ -35,7 +35,7 @@ import { loadStateDict, stateDict } from "../lib/checkpoint.ts";
 import { type Dataset, loadDataset } from "../lib/io/mnist.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/files.ts";
 import { lenetStepReference } from "../tests/reference/lenet_step.ts";
-import { nonNegativeInt, positiveInt } from "../scripts/cli_options.ts";
+import { dataOption, nonNegativeInt, positiveInt } from "../scripts/cli_options.ts";
 
 /** One epoch of one framework: every step's loss and correct count, and the epoch's figures. */
 export interface EpochRun {
@@ -99,7 +99,7 @@ const program = new Command()
     "--pytorch-init",
     "start from PyTorch's init and order (torch.manual_seed(seed)) instead of ours",
   )
-  .option("--data <dir>", "folder of the data files (MNIST in <dir>/mnist)", "data")
+  .addOption(dataOption("folder of the data files (MNIST in <dir>/mnist)"))
   .option("--threads <n>", "PyTorch's CPU threads", positiveInt("--threads"), 2)
   .option(
     "--detail-steps <n>",
@@ -121,12 +121,11 @@ const program = new Command()
 
 type Options = ReturnType<typeof program.opts>;
 
-const CONFIG: Omit<TrainConfig, "seed"> = {
+/** The seed's settings; the normalization is the data file's (passed to PyTorch too). */
+const CONFIG: Omit<TrainConfig, "seed" | "mean" | "std"> = {
   batchSize: 32,
   lr: 1e-3,
   weightDecay: 1e-4,
-  mean: 0.1307,
-  std: 0.3081,
 };
 
 async function main(): Promise<void> {
@@ -151,7 +150,8 @@ async function crosscheck(
   const { python, data, dir } = run;
   const rt = await createRuntime("auto");
   const model = lenet();
-  const config: TrainConfig = { ...CONFIG, seed: options.seed };
+  const { mean, std } = data.normalization;
+  const config: TrainConfig = { ...CONFIG, mean, std, seed: options.seed };
   const source = options.pytorchInit ? "PyTorch" : "ours";
 
   // One trainer (for --seed); with PyTorch's start, loadState gives it PyTorch's weights.
@@ -184,7 +184,15 @@ async function crosscheck(
     ? 0
     : Math.min(options.detailSteps, Math.floor(data.train.count / CONFIG.batchSize));
   const t0 = performance.now();
-  await runPython(python, ["train", dir, dataDir(options), options.threads, detailSteps]);
+  await runPython(python, [
+    "train",
+    dir,
+    dataDir(options),
+    options.threads,
+    detailSteps,
+    mean,
+    std,
+  ]);
   const torchRun = JSON.parse(await Deno.readTextFile(join(dir, "pytorch.json")));
   const theirs = torchRun.epochs as EpochRun[];
   console.log(

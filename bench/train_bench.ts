@@ -2,38 +2,42 @@
  * One whole training step of the seed's model (gather, forward, loss, backward, AdamW) at
  * batch 32, in images/s, and one eval step. Uses data/mnist when `deno task download` has
  * written it, else MNIST-shaped random bytes (the speed does not depend on the pixels).
- * The kernel tier: `deno task bench:train -- --kernels auto|plain|cpu` (default auto).
+ * The kernel tier: `deno bench -A bench/train_bench.ts -- --kernels auto|plain|cpu` (default
+ * auto; `-- --help` lists the options).
  * @module
  */
 
 import { gpuBench } from "./util.ts";
 import { benchData } from "./bench_data.ts";
-import { parseArgs } from "node:util";
-import { createRuntime, type KernelChoice } from "../lib/device.ts";
+import { Command } from "@commander-js/extra-typings";
+import { createRuntime } from "../lib/device.ts";
 import { lenet } from "../lib/models.ts";
 import { createTrainer, type Trainer } from "../lib/train.ts";
+import { kernelsOption } from "../scripts/cli_options.ts";
 
-const { kernels } = parseArgs({
-  args: Deno.args,
-  options: { kernels: { type: "string", default: "auto" } },
-}).values;
-if (!["auto", "plain", "cpu"].includes(kernels)) {
-  throw new Error(`--kernels: expected auto, plain or cpu, got "${kernels}"`);
-}
-const rt = createRuntime("auto", { kernels: kernels as KernelChoice });
+// deno bench passes what follows `--` as Deno.args.
+const { kernels } = new Command()
+  .name("deno bench -A bench/train_bench.ts --")
+  .description("Times a training step and an eval step of the seed's model at batch 32.")
+  .addOption(kernelsOption())
+  .showHelpAfterError()
+  .parse(["deno", "train_bench", ...Deno.args])
+  .opts();
+const rt = createRuntime("auto", { kernels });
 const BATCH = 32;
 
 let trainer: Promise<Trainer> | undefined;
 function seedTrainer(): Promise<Trainer> {
-  trainer ??= (async () =>
-    createTrainer(await rt, lenet(), await benchData(), {
+  trainer ??= (async () => {
+    const data = await benchData();
+    return createTrainer(await rt, lenet(), data, {
       batchSize: BATCH,
       lr: 1e-3,
       weightDecay: 1e-4,
       seed: 0,
-      mean: 0.1307,
-      std: 0.3081,
-    }))();
+      ...data.normalization,
+    });
+  })();
   return trainer;
 }
 

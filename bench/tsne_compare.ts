@@ -8,8 +8,9 @@
  *   deno run -A bench/tsne_compare.ts --embeddings runs/a/embed/embeddings.safetensors
  *
  * Data: `clusters` (10 Gaussian clusters in `dim` dimensions, seeded), `mnist` (the first
- * training images, normalized as the seed does, through a seeded Gaussian random projection
- * to `dim` dimensions) or `--embeddings` (tensors "embeddings" F32 [N,D] and "labels" U8 [N]).
+ * training images, normalized by the data file's own mean and std, through a seeded Gaussian
+ * random projection to `dim` dimensions) or `--embeddings` (tensors "embeddings" F32 [N,D] and
+ * "labels" U8 [N]). Run with `--help` for the options.
  *
  * KL columns: "own" is what each program reports (each over its own P: sklearn and ours
  * over the k-nearest-neighbour P, tsne-js over the dense P of all pairs); "common" is
@@ -19,7 +20,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { Command, Option } from "@commander-js/extra-typings";
 import { createRuntime } from "../lib/device.ts";
 import { random } from "../lib/random.ts";
 import { tsne } from "../lib/tsne/tsne.ts";
@@ -30,20 +31,59 @@ import { findPython } from "../tests/pytorch/python.ts";
 import { loadDataset } from "../lib/io/mnist.ts";
 import { readSafetensorsFile } from "../lib/io/files.ts";
 import { getTensor } from "../lib/io/safetensors.ts";
+import {
+  choiceList,
+  nonNegativeInt,
+  positiveInt,
+  positiveIntList,
+} from "../scripts/cli_options.ts";
+import { runMain } from "../scripts/terminal.ts";
 
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: {
-    data: { type: "string", default: "clusters" },
-    sizes: { type: "string", default: "1000,5000,10000" },
-    dim: { type: "string", default: "10" },
-    source: { type: "string", default: "data" },
-    embeddings: { type: "string" },
-    methods: { type: "string", default: "webgpu,sklearn,tsne-js" },
-    "tsne-js-max": { type: "string", default: "1000" },
-    seed: { type: "string", default: "42" },
-  },
-});
+const METHODS = ["webgpu", "sklearn", "tsne-js"] as const;
+
+const program = new Command()
+  .name("deno run -A bench/tsne_compare.ts")
+  .description(
+    "Our GPU t-SNE against scikit-learn's TSNE and tsne-js on the same points: seconds, KL " +
+      "and the share of each point's 10 nearest 2-D neighbours that carry its label.",
+  )
+  .addOption(
+    new Option("--data <kind>", "the points: 10 Gaussian clusters, or MNIST's training images")
+      .choices(["clusters", "mnist"] as const).default("clusters" as const),
+  )
+  .addOption(
+    new Option("--sizes <list>", "numbers of points, comma-separated")
+      .argParser(positiveIntList("--sizes")).default([1000, 5000, 10000], "1000,5000,10000"),
+  )
+  .option(
+    "--dim <n>",
+    "dimensions of the clusters, or of MNIST's random projection",
+    positiveInt("--dim"),
+    10,
+  )
+  .option("--source <dir>", "folder of the data files, for --data mnist", "data")
+  .option(
+    "--embeddings <file>",
+    'a safetensors file of "embeddings" F32 [N,D] and "labels" U8 [N] (instead of --data)',
+  )
+  .addOption(
+    new Option("--methods <list>", `methods, comma-separated: ${METHODS.join(", ")}`)
+      .argParser(choiceList("--methods", METHODS)).default([...METHODS], METHODS.join(",")),
+  )
+  .option(
+    "--tsne-js-max <n>",
+    "most points tsne-js runs on; past it its time is extrapolated",
+    nonNegativeInt("--tsne-js-max"),
+    1000,
+  )
+  .option(
+    "--seed <n>",
+    "seed of the clusters, the projection and the t-SNE starts",
+    nonNegativeInt("--seed"),
+    42,
+  )
+  .showHelpAfterError();
+const args = program.parse(["deno", "tsne_compare", ...Deno.args]).opts();
 
 interface Points {
   data: Float32Array;
@@ -78,66 +118,69 @@ y.astype(np.float32).tofile(path + ".out")
 print(json.dumps({"seconds": seconds, "kl": float(model.kl_divergence_)}))
 `;
 
-const sizes = args.sizes.split(",").map(Number);
-const methods = args.methods.split(",");
-const largest = Math.max(...sizes);
-const points = await loadPoints(largest);
-const rt = await createRuntime("auto");
-const python = methods.includes("sklearn") ? await findPython(["sklearn"]) : undefined;
-console.log(`adapter: ${rt.description}; data: ${describe()}; sklearn: ${python ?? "not found"}`);
+async function main(): Promise<void> {
+  const { sizes, methods } = args;
+  const largest = Math.max(...sizes);
+  const points = await loadPoints(largest);
+  const rt = await createRuntime("auto");
+  const python = methods.includes("sklearn") ? await findPython(["sklearn"]) : undefined;
+  console.log(
+    `adapter: ${rt.description}; data: ${describe(points)}; sklearn: ${python ?? "not found"}`,
+  );
 
-const rows: Row[] = [];
-let tsneJsLast: Row | undefined;
-for (const n of sizes) {
-  const data = points.data.subarray(0, n * points.dim);
-  const labels = points.labels.subarray(0, n);
-  const dim = points.dim;
-  const joint = jointProbabilities(await tsneAffinities(rt, data, { n, dim, perplexity: 30 }), {
-    n,
-  });
-  const measure = (method: string, seconds: number, embedding: Float32Array, kl?: number) => {
-    const row = {
-      method,
+  const rows: Row[] = [];
+  let tsneJsLast: Row | undefined;
+  for (const n of sizes) {
+    const data = points.data.subarray(0, n * points.dim);
+    const labels = points.labels.subarray(0, n);
+    const dim = points.dim;
+    const joint = jointProbabilities(await tsneAffinities(rt, data, { n, dim, perplexity: 30 }), {
       n,
-      seconds,
-      kl,
-      common: klDivergence(embedding, joint),
-      agreement: neighbourAgreement(embedding, labels, { k: 10 }),
-    };
-    rows.push(row);
-    console.log(format(row));
-    return row;
-  };
-  if (methods.includes("webgpu")) {
-    // Once to compile the kernels (and fill Mesa's shader cache), then timed.
-    if (n === sizes[0]) await tsne(rt, data, { n, dim, iterations: 1 });
-    const result = await tsne(rt, data, { n, dim, seed: Number(args.seed) });
-    measure("webgpu (ours, exact gradient)", result.seconds, result.points, result.kl);
-  }
-  if (python) {
-    const result = await sklearn(python, data, { n, dim });
-    measure("scikit-learn (barnes_hut)", result.seconds, result.points, result.kl);
-  }
-  if (methods.includes("tsne-js")) {
-    if (n <= Number(args["tsne-js-max"])) {
-      const result = tsneJs(data, { n, dim, seed: Number(args.seed) });
-      tsneJsLast = measure("tsne-js", result.seconds, result.points, result.kl);
-    } else if (tsneJsLast) {
+    });
+    const measure = (method: string, seconds: number, embedding: Float32Array, kl?: number) => {
       const row = {
-        method: "tsne-js",
+        method,
         n,
-        seconds: tsneJsLast.seconds * (n / tsneJsLast.n) ** 2,
-        estimated: true,
+        seconds,
+        kl,
+        common: klDivergence(embedding, joint),
+        agreement: neighbourAgreement(embedding, labels, { k: 10 }),
       };
       rows.push(row);
       console.log(format(row));
+      return row;
+    };
+    if (methods.includes("webgpu")) {
+      // Once to compile the kernels (and fill Mesa's shader cache), then timed.
+      if (n === sizes[0]) await tsne(rt, data, { n, dim, iterations: 1 });
+      const result = await tsne(rt, data, { n, dim, seed: args.seed });
+      measure("webgpu (ours, exact gradient)", result.seconds, result.points, result.kl);
+    }
+    if (python) {
+      const result = await sklearn(python, data, { n, dim });
+      measure("scikit-learn (barnes_hut)", result.seconds, result.points, result.kl);
+    }
+    if (methods.includes("tsne-js")) {
+      if (n <= args.tsneJsMax) {
+        const result = tsneJs(data, { n, dim, seed: args.seed });
+        tsneJsLast = measure("tsne-js", result.seconds, result.points, result.kl);
+      } else if (tsneJsLast) {
+        const row = {
+          method: "tsne-js",
+          n,
+          seconds: tsneJsLast.seconds * (n / tsneJsLast.n) ** 2,
+          estimated: true,
+        };
+        rows.push(row);
+        console.log(format(row));
+      }
     }
   }
-}
 
-console.log("\n| method | N | seconds | KL (own) | KL (common P) | 10-NN label agreement |");
-console.log("|---|---:|---:|---:|---:|---:|");
-for (const row of rows) console.log(format(row));
+  console.log("\n| method | N | seconds | KL (own) | KL (common P) | 10-NN label agreement |");
+  console.log("|---|---:|---:|---:|---:|---:|");
+  for (const row of rows) console.log(format(row));
+}
 
 function format(row: Row): string {
   const f = (v: number | undefined, d: number) => v === undefined ? "" : v.toFixed(d);
@@ -148,7 +191,7 @@ function format(row: Row): string {
   } | ${agreement} |`;
 }
 
-function describe(): string {
+function describe(points: Points): string {
   if (args.embeddings) return `${args.embeddings} (${points.dim}-D)`;
   return args.data === "mnist"
     ? `MNIST train images, random projection to ${points.dim}-D`
@@ -163,12 +206,12 @@ async function loadPoints(n: number): Promise<Points> {
     if (e.shape[0] < n) throw new Error(`${args.embeddings}: ${e.shape[0]} points, need ${n}`);
     return { data: e.data, labels: l.data, dim: e.shape[1] };
   }
-  const dim = Number(args.dim);
-  const rng = random(Number(args.seed));
+  const dim = args.dim;
+  const rng = random(args.seed);
   const data = new Float32Array(n * dim);
   const labels = new Uint8Array(n);
   if (args.data === "mnist") {
-    const { train } = await loadDataset(args.source, "mnist");
+    const { train, normalization } = await loadDataset(args.source, "mnist");
     const pixels = 28 * 28;
     const projection = Float32Array.from(
       { length: pixels * dim },
@@ -179,7 +222,7 @@ async function loadPoints(n: number): Promise<Points> {
     for (let i = 0; i < n; i++) {
       labels[i] = train.labels[i];
       for (let p = 0; p < pixels; p++) {
-        const x = train.images[i * pixels + p] / 255 / 0.3081;
+        const x = train.images[i * pixels + p] / 255 / normalization.std;
         if (x === 0) continue;
         for (let c = 0; c < dim; c++) data[i * dim + c] += x * projection[p * dim + c];
       }
@@ -219,3 +262,5 @@ async function sklearn(python: string, data: Float32Array, shape: { n: number; d
     for (const p of [path, `${path}.in`, `${path}.out`]) await Deno.remove(p).catch(() => {});
   }
 }
+
+if (import.meta.main) await runMain(main);

@@ -62,6 +62,56 @@ export function realNumber(
   };
 }
 
+/**
+ * A commander parser for a comma-separated list of whole numbers >= 1 (`--batches 32,64`).
+ *
+ * @example
+ * ```ts
+ * import { positiveIntList } from "./cli_options.ts";
+ * positiveIntList("--batches")("32,64"); // [32, 64]
+ * ```
+ */
+export function positiveIntList(name: string): (value: string) => number[] {
+  return (value: string) => {
+    const items = splitList(value);
+    if (items.length === 0 || items.some((s) => !/^[1-9]\d*$/.test(s))) {
+      throw new InvalidArgumentError(
+        `${name} must be a comma-separated list of whole numbers >= 1, got "${value}".`,
+      );
+    }
+    return items.map(Number);
+  };
+}
+
+/**
+ * A commander parser for a comma-separated list of `choices` (`--models lenet,lenet5`).
+ *
+ * @example
+ * ```ts
+ * import { choiceList } from "./cli_options.ts";
+ * choiceList("--kernels", ["plain", "cpu"] as const)("cpu"); // ["cpu"]
+ * ```
+ */
+export function choiceList<T extends string>(
+  name: string,
+  choices: readonly T[],
+): (value: string) => T[] {
+  return (value: string) => {
+    const items = splitList(value);
+    const bad = items.find((s) => !(choices as readonly string[]).includes(s));
+    if (items.length === 0 || bad !== undefined) {
+      throw new InvalidArgumentError(
+        `${name} must be a comma-separated list of ${choices.join(", ")}, got "${value}".`,
+      );
+    }
+    return items as T[];
+  };
+}
+
+function splitList(value: string): string[] {
+  return value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
 /** The adapter: `--device auto|gpu|cpu`. */
 export function deviceOption() {
   return new Option("--device <kind>", "auto: a GPU if there is one; gpu: insist; cpu: fallback")

@@ -443,7 +443,7 @@ function encodeSplit(split: Split, metadata: Record<string, string>): Uint8Array
 }
 
 /** Mean and (population) standard deviation of the pixels / 255. */
-function meanStd(pixels: Uint8Array): { mean: number; std: number } {
+export function meanStd(pixels: Uint8Array): { mean: number; std: number } {
   let sum = 0, squares = 0; // integer sums: exact in float64 up to 2^53
   for (let i = 0; i < pixels.length; i++) {
     sum += pixels[i];
