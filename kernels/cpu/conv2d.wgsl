@@ -52,8 +52,6 @@ override WORKGROUP: u32 = 64;
 override QUADS: u32 = 8;
 // forward: pixels per invocation (each for 4 images): 1, 2 or 4 (4 only with QUADS <= 2).
 override PIXELS: u32 = 2;
-// backward_input: input pixels per workgroup, (h,w) and (h,w+S): 1 or 2.
-override INPUT_PIXELS: u32 = 2;
 // forward, backward_input: read the staged weights from the uniform binding (they fit in it).
 override UNIFORM_WEIGHTS: bool = true;
 // backward_weight: channel quads and column quads per invocation (1, 2 or 4 each).
@@ -647,19 +645,17 @@ fn store_dx(block: mat4x4f, c: u32, g: u32, at: u32, u: Params) {
 
 // backward_input: dx[n,c,h,w] = sum over k,r,s with h = p*S + r - pad and w = q*S + s - pad
 // for an output pixel (p,q) of dy[n,k,p,q] * w[k,c,r,s].
-// One workgroup = INPUT_PIXELS input pixels, (h,w) and (h,w+S), x 4*QUADS input channels
-// (quads cq..cq+QUADS-1) x WORKGROUP groups of four images, one group an invocation. The
-// pixels are the workgroup's, so the loops over the taps are the same in all the lanes of
-// llvmpipe's SIMD vector and visit exactly the taps (r,s) that reach a pixel from an output
-// pixel that exists: r = (h+pad) mod S, +S, ... up to R, skipping p >= P. On the seed's
-// conv2 (13x13 input, R = 4, S = 2), 2.4 taps a pixel where a pixel a lane (the pixels of a
-// SIMD vector differ) made every lane run the union of their taps, 4, half of them on zeros:
-// ~1.5x faster here. Pixels w and w+S have the same taps s, the second one output pixel q
-// further (the next texel of dy4), so they share their weight loads; at the edges a tap
-// reaches one of them only. Per (tap, k): one texel of dy4 (4 images) per pixel, QUADS vec4
-// of weights, 16*QUADS multiply-adds per pixel. Each pixel's sum runs over r, s, k in that
-// order, as the one-pixel version's did: the same floats. Accumulator d<j> (pixel w), e<j>
-// (pixel w+S): channel quad cq+j.
+// One workgroup = one input pixel (h,w) x 4*QUADS input channels (quads cq..cq+QUADS-1) x
+// WORKGROUP groups of four images, one group an invocation. The pixel is the workgroup's, so
+// the loops over the taps are the same in all the lanes of llvmpipe's SIMD vector and visit
+// exactly the taps (r,s) that reach the pixel from an output pixel that exists:
+// r = (h+pad) mod S, +S, ... up to R, skipping p >= P. On the seed's conv2 (13x13 input,
+// R = 4, S = 2), 2.4 taps a pixel where a pixel a lane (the pixels of a SIMD vector differ)
+// made every lane run the union of their taps, 4, half of them on zeros: ~1.5x faster here.
+// (The weight loads, the same in every lane, still take about half of its time, measured
+// without them: Mesa 22 seems to load them once a lane.) Per (tap, k): one texel of dy4 (4 images), QUADS
+// vec4 of weights, 16*QUADS multiply-adds. The sum runs over r, s, k in that order, as the
+// per-pixel version's did: the same floats. Accumulator d<j>: channel quad cq+j.
 @compute @workgroup_size(WORKGROUP)
 fn backward_input(
   @builtin(workgroup_id) wid: vec3u,
@@ -669,32 +665,16 @@ fn backward_input(
   let u = iparams;
   let wg = wid.x + wid.y * groups.x;
   let plane = u.height * u.width;
-  // Pixel slots of a row: INPUT_PIXELS = 2 pairs w = b*2S + j (j < S) with w+S.
-  let span = INPUT_PIXELS * u.stride;
-  let row_slots = (u.width + span - 1u) / span * u.stride;
-  let slots = select(plane, u.height * row_slots, INPUT_PIXELS > 1u);
   let group_count = (u.batch + 3u) / 4u;
   let group_blocks = (group_count + WORKGROUP - 1u) / WORKGROUP;
   let c4 = (u.in_channels + 3u) / 4u;
-  if (wg >= slots * group_blocks * ((c4 + QUADS - 1u) / QUADS)) {
+  if (wg >= plane * group_blocks * ((c4 + QUADS - 1u) / QUADS)) {
     return;
   }
-  let slot = wg % slots;
-  var at = slot;
-  if (INPUT_PIXELS > 1u) {
-    let j = slot % row_slots;
-    let w = j / u.stride * span + j % u.stride;
-    // The last pair of a row may be cut: a slot past the row has no pixel at all.
-    if (w >= u.width) {
-      return;
-    }
-    at = slot / row_slots * u.width + w;
-  }
-  // The second pixel, if it exists.
-  let second = INPUT_PIXELS > 1u && at % u.width + u.stride < u.width;
-  let cq = (wg / (slots * group_blocks)) * QUADS;
+  let at = wg % plane;
+  let cq = (wg / (plane * group_blocks)) * QUADS;
   // Invocations past the last group compute a copy of it and store nothing.
-  let lane_group = (wg / slots) % group_blocks * WORKGROUP + lane;
+  let lane_group = (wg / plane) % group_blocks * WORKGROUP + lane;
   let g = min(lane_group, group_count - 1u);
   let out_plane = u.out_height * u.out_width;
   let rr = u.kernel_size * u.kernel_size;
@@ -705,67 +685,34 @@ fn backward_input(
   let cc3 = min(cq + 3u, c4 - 1u);
   let hp = at / u.width + u.padding;
   let wp = at % u.width + u.padding;
-  // The taps s of the second pixel run up to wp + S.
-  let s_end = select(wp, wp + u.stride, second);
 
   var d0 = mat4x4f();
   var d1 = mat4x4f();
   var d2 = mat4x4f();
   var d3 = mat4x4f();
-  var e0 = mat4x4f();
-  var e1 = mat4x4f();
-  var e2 = mat4x4f();
-  var e3 = mat4x4f();
   // Tap r reads output row p = (h + pad - r) / S: r runs over the taps with p >= 0 and
-  // skips those with p >= P (the same for s and q; q + 1 for the second pixel).
+  // skips those with p >= P (the same for s and q).
   for (var r = hp % u.stride; r < u.kernel_size && r <= hp; r += u.stride) {
     let p = (hp - r) / u.stride;
     if (p >= u.out_height) {
       continue;
     }
-    for (var s = wp % u.stride; s < u.kernel_size && s <= s_end; s += u.stride) {
-      // q of the first pixel (-1 for s = wp + S); the second pixel's is q + 1.
-      let q = (i32(wp) - i32(s)) / i32(u.stride);
-      let first_in = u32(q) < u.out_width;
-      let second_in = second && u32(q + 1) < u.out_width;
-      if (!first_in && !second_in) {
+    for (var s = wp % u.stride; s < u.kernel_size && s <= wp; s += u.stride) {
+      let q = (wp - s) / u.stride;
+      if (q >= u.out_width) {
         continue;
       }
-      var yi = g * u.out_channels * out_plane + p * u.out_width + u32(q);
+      var yi = g * u.out_channels * out_plane + p * u.out_width + q;
       var wi = (r * u.kernel_size + s) * c4;
       for (var k = 0u; k < u.out_channels; k++) {
-        let w_0 = backward_weights(wi + cc0);
-        var w_1 = vec4f();
-        var w_2 = vec4f();
-        var w_3 = vec4f();
+        let v = texel(idy, yi);
+        d0 += outer(backward_weights(wi + cc0), v);
         if (QUADS > 1u) {
-          w_1 = backward_weights(wi + cc1);
+          d1 += outer(backward_weights(wi + cc1), v);
         }
         if (QUADS > 2u) {
-          w_2 = backward_weights(wi + cc2);
-          w_3 = backward_weights(wi + cc3);
-        }
-        if (first_in) {
-          let v = texel(idy, yi);
-          d0 += outer(w_0, v);
-          if (QUADS > 1u) {
-            d1 += outer(w_1, v);
-          }
-          if (QUADS > 2u) {
-            d2 += outer(w_2, v);
-            d3 += outer(w_3, v);
-          }
-        }
-        if (second_in) {
-          let v = texel(idy, yi + 1u);
-          e0 += outer(w_0, v);
-          if (QUADS > 1u) {
-            e1 += outer(w_1, v);
-          }
-          if (QUADS > 2u) {
-            e2 += outer(w_2, v);
-            e3 += outer(w_3, v);
-          }
+          d2 += outer(backward_weights(wi + cc2), v);
+          d3 += outer(backward_weights(wi + cc3), v);
         }
         yi += out_plane;
         wi += rr * c4;
@@ -783,18 +730,6 @@ fn backward_input(
   if (QUADS > 2u) {
     store_dx(d2, 4u * cq + 8u, g, at, u);
     store_dx(d3, 4u * cq + 12u, g, at, u);
-  }
-  if (!second) {
-    return;
-  }
-  let at2 = at + u.stride;
-  store_dx(e0, 4u * cq, g, at2, u);
-  if (QUADS > 1u) {
-    store_dx(e1, 4u * cq + 4u, g, at2, u);
-  }
-  if (QUADS > 2u) {
-    store_dx(e2, 4u * cq + 8u, g, at2, u);
-    store_dx(e3, 4u * cq + 12u, g, at2, u);
   }
 }
 

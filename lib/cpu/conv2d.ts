@@ -45,11 +45,6 @@ const FEW_QUADS_PIXELS = 4;
  * on llvmpipe: the workgroup's pixel is the same in all its lanes).
  */
 const INPUT_WORKGROUP = 8;
-/**
- * backward_input: input pixels per workgroup, (h, w) and (h, w+S), which share their weight
- * loads (LeNet-5's C3: 1.1-1.25x faster than one).
- */
-const INPUT_PIXELS = 2;
 /** Floats of a uniform binding: WebGPU's default limit (64 KiB) = the WGSL arrays' size. */
 const UNIFORM_FLOATS = 16384;
 
@@ -155,7 +150,6 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
     cpuKernel(rt, "conv2d.wgsl", "backward_input", {
       WORKGROUP: INPUT_WORKGROUP,
       QUADS: inputQuads,
-      INPUT_PIXELS,
       UNIFORM_WEIGHTS: wbFloats <= UNIFORM_FLOATS ? 1 : 0,
       ...stores(packedIn, !packedIn),
     }),
@@ -177,14 +171,11 @@ export async function buildConv2d(layer: Layer, ctx: LayerContext): Promise<Laye
   const unused = unusedStorageTexture(rt);
 
   // Invocations: forward, 4 images x `pixels` output pixels x 4*QUADS channels;
-  // backward_input, 4 images x 4*QUADS channels of INPUT_PIXELS input pixels,
-  // INPUT_WORKGROUP groups of images a workgroup; backward_weight, one block of dw per slice
-  // of the rows (g, p) of dy4.
+  // backward_input, 4 images x 4*QUADS channels of one input pixel, INPUT_WORKGROUP groups
+  // of images a workgroup; backward_weight, one block of dw per slice of the rows (g, p) of dy4.
   const forwardCount = Math.ceil(plane / pixels) * groupCount *
     Math.ceil(quads(d.outChannels) / forwardQuads);
-  // backward_input's pixel slots: pairs (w, w+S) of every row, the last one perhaps cut.
-  const inputSlots = d.height * Math.ceil(d.width / (INPUT_PIXELS * d.stride)) * d.stride;
-  const inputCount = inputSlots * Math.ceil(groupCount / INPUT_WORKGROUP) *
+  const inputCount = d.height * d.width * Math.ceil(groupCount / INPUT_WORKGROUP) *
     INPUT_WORKGROUP * Math.ceil(quads(d.inChannels) / inputQuads);
   const weightBlocks = Math.ceil(columns / (4 * weightQuads.COL_QUADS)) *
     Math.ceil(d.outChannels / (4 * weightQuads.K_QUADS));
