@@ -652,9 +652,10 @@ fn store_dx(block: mat4x4f, c: u32, g: u32, at: u32, u: Params) {
 // r = (h+pad) mod S, +S, ... up to R, skipping p >= P. On the seed's conv2 (13x13 input,
 // R = 4, S = 2), 2.4 taps a pixel where a pixel a lane (the pixels of a SIMD vector differ)
 // made every lane run the union of their taps, 4, half of them on zeros: ~1.5x faster here.
-// (The weight loads, the same in every lane, still take about half of its time, measured
-// without them: Mesa 22 seems to load them once a lane.) Per (tap, k): one texel of dy4 (4 images), QUADS
-// vec4 of weights, 16*QUADS multiply-adds. The sum runs over r, s, k in that order, as the
+// (Replacing its uniform weight loads by a constant changed nothing: they do not set its
+// pace. Two pixels a workgroup, (h,w) and (h,w+S), sharing their weight loads, were 0.89x
+// on LeNet-5's C3.) Per (tap, k): one texel of dy4 (4 images), QUADS vec4 of weights,
+// 16*QUADS multiply-adds. The sum runs over r, s, k in that order, as the
 // per-pixel version's did: the same floats. Accumulator d<j>: channel quad cq+j.
 @compute @workgroup_size(WORKGROUP)
 fn backward_input(
