@@ -254,6 +254,25 @@ Deno.test(
 );
 
 Deno.test(
+  "conv2d forward's runs of 4 pixels (at most 8 channels) match the reference",
+  gpuTest,
+  async () => {
+    // The wing computes 4 output pixels an invocation where K <= 8, and stores them as one
+    // vec4 per (image, channel) where the plane P*Q is a multiple of 4 (forward_runs).
+    for (const kernels of kinds) {
+      // Plane 8x8 (runs), 5 images (a partial group), K = 6 (a half-used channel quad).
+      await checkAgainstReference({ x: [5, 2, 8, 8], k: 6, r: 3, stride: 1, padding: 1 }, kernels);
+      // Plane 7x7 = 49 (odd: the last invocation has 1 pixel), K = 2.
+      await checkAgainstReference({ x: [6, 3, 9, 9], k: 2, r: 3, stride: 1, padding: 0 }, kernels);
+      // Plane 5x6 = 30 (2 pixels in the last invocation), stride 2, padding 2, K = 8.
+      await checkAgainstReference({ x: [3, 1, 7, 9], k: 8, r: 3, stride: 2, padding: 2 }, kernels);
+      // Plane 3x5 = 15 (3 pixels in the last one), batch 9, K = 1.
+      await checkAgainstReference({ x: [9, 4, 5, 7], k: 1, r: 3, stride: 1, padding: 0 }, kernels);
+    }
+  },
+);
+
+Deno.test(
   "conv2d backward_weight matches the reference across several workgroups and slices",
   gpuTest,
   async () => {

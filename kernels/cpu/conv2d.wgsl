@@ -31,8 +31,9 @@
 //                    stage buffer, zero-filled once so that the padding channels read 0), params
 //   pack:            t [N,I] (texture mirror of a plain tensor, I floats an image),
 //                    t4 [G,I] of vec4, pack params
-//   forward:         x4 [G,C,H,W] (texture), wf (uniform, 64 KiB window), wf (storage),
-//                    b [K], y [N,K,P,Q], params, y4 [G,K,P,Q] (storage texture)
+//   forward,         x4 [G,C,H,W] (texture), wf (uniform, 64 KiB window), wf (storage),
+//   forward_runs:    b [K], y [N,K,P,Q] (forward_runs: as vec4), params,
+//                    y4 [G,K,P,Q] (storage texture)
 //   backward_input:  dy4 [G,K,P,Q] (texture), wb (uniform, 64 KiB window), wb (storage),
 //                    dx [N,C,H,W], params, dx4 [G,C,H,W] (storage texture)
 //
@@ -49,7 +50,7 @@
 override WORKGROUP: u32 = 64;
 // forward: channel quads (4 channels) per invocation: 1, 2, 4 or 8; backward_input: 1, 2 or 4.
 override QUADS: u32 = 8;
-// forward: pixels per invocation (each for 4 images): 1 or 2.
+// forward: pixels per invocation (each for 4 images): 1, 2 or 4 (4 only with QUADS <= 2).
 override PIXELS: u32 = 2;
 // forward, backward_input: read the staged weights from the uniform binding (they fit in it).
 override UNIFORM_WEIGHTS: bool = true;
@@ -206,6 +207,8 @@ fn pack(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
 @group(0) @binding(4) var<storage, read_write> fy: array<f32>;
 @group(0) @binding(5) var<uniform> fparams: Params;
 @group(0) @binding(6) var fy4: texture_storage_2d<rgba32float, write>;
+// forward_runs: y seen as vec4 (the same binding as fy, which forward_runs does not use).
+@group(0) @binding(4) var<storage, read_write> fyv: array<vec4f>;
 
 // wf quad i: w[4i%K4.. +3, crs] for crs = i / K4.
 fn forward_weights(i: u32) -> vec4f {
@@ -249,29 +252,33 @@ fn store_y4(v: vec4f, k: u32, n: u32, m: u32, u: Params) {
   }
 }
 
-// Stores block[j][i] = y[4g+j, k+i, m] for the images and channels that exist: plain, and
-// packed as texels (g, k+i, m) of y4 (row i of the block). (Written out
-// by column: a loop here would index the matrix by a variable, see the header.)
-fn store_y(block: mat4x4f, k: u32, g: u32, m: u32, u: Params) {
-  if (k >= u.out_channels) {
+// Stores block[j][i] = y[4g+j, k+i, m] for the images and channels that exist as texels
+// (g, k+i, m) of y4 (row i of the block). (Written out by column: a loop here would index
+// the matrix by a variable, see the header.)
+fn store_y_packed(block: mat4x4f, k: u32, g: u32, m: u32, u: Params) {
+  if (!STORE_PACKED || k >= u.out_channels) {
     return;
   }
-  if (STORE_PACKED) {
-    let plane = u.out_height * u.out_width;
-    let at = (g * u.out_channels + k) * plane + m;
-    let t = transpose(block);
-    textureStore(fy4, texel_at(at), t[0]);
-    if (k + 1u < u.out_channels) {
-      textureStore(fy4, texel_at(at + plane), t[1]);
-    }
-    if (k + 2u < u.out_channels) {
-      textureStore(fy4, texel_at(at + 2u * plane), t[2]);
-    }
-    if (k + 3u < u.out_channels) {
-      textureStore(fy4, texel_at(at + 3u * plane), t[3]);
-    }
+  let plane = u.out_height * u.out_width;
+  let at = (g * u.out_channels + k) * plane + m;
+  let t = transpose(block);
+  textureStore(fy4, texel_at(at), t[0]);
+  if (k + 1u < u.out_channels) {
+    textureStore(fy4, texel_at(at + plane), t[1]);
   }
-  if (!STORE_PLAIN) {
+  if (k + 2u < u.out_channels) {
+    textureStore(fy4, texel_at(at + 2u * plane), t[2]);
+  }
+  if (k + 3u < u.out_channels) {
+    textureStore(fy4, texel_at(at + 3u * plane), t[3]);
+  }
+}
+
+// Stores block[j][i] = y[4g+j, k+i, m] for the images and channels that exist: packed
+// (STORE_PACKED) and plain (STORE_PLAIN).
+fn store_y(block: mat4x4f, k: u32, g: u32, m: u32, u: Params) {
+  store_y_packed(block, k, g, m, u);
+  if (!STORE_PLAIN || k >= u.out_channels) {
     return;
   }
   store_y4(block[0], k, g * 4u, m, u);
@@ -280,26 +287,98 @@ fn store_y(block: mat4x4f, k: u32, g: u32, m: u32, u: Params) {
   store_y4(block[3], k, g * 4u + 3u, m, u);
 }
 
-// forward: one invocation = y of 4 images (group g) x PIXELS output pixels (m0, m0+1 in
-// p*Q + q order) x 4*QUADS output channels (quads kq..kq+QUADS-1). Loops over taps (r,s),
-// then input channels c, so that the padding test of a pixel is made once per tap. Per
-// (r,s,c): one texel of x4 per pixel, one vec4 of weights per channel quad.
-// Accumulator y<a><j>: pixel a, channel quad kq+j.
-@compute @workgroup_size(WORKGROUP)
-fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let u = fparams;
-  let i = gid.x + gid.y * groups.x * WORKGROUP;
-  let plane = u.out_height * u.out_width;
-  let pairs = (plane + PIXELS - 1u) / PIXELS;
-  let group_count = (u.batch + 3u) / 4u;
-  let k4 = (u.out_channels + 3u) / 4u;
-  if (i >= pairs * group_count * ((k4 + QUADS - 1u) / QUADS)) {
+// Stores run[i] = y[n, k+i, m0..m0+3] (4 consecutive pixels of a plane whose size is a
+// multiple of 4: one vec4 of fyv) for the channels that exist, if image n does.
+fn store_y_images(run: mat4x4f, k: u32, n: u32, m0: u32, u: Params) {
+  if (n >= u.batch) {
     return;
   }
-  let m0 = (i % pairs) * PIXELS;
-  let g = (i / pairs) % group_count;
-  let kq = (i / (pairs * group_count)) * QUADS;
+  let quads = u.out_height * u.out_width / 4u;
+  let out = (n * u.out_channels + k) * quads + m0 / 4u;
+  fyv[out] = run[0];
+  if (k + 1u < u.out_channels) {
+    fyv[out + quads] = run[1];
+  }
+  if (k + 2u < u.out_channels) {
+    fyv[out + 2u * quads] = run[2];
+  }
+  if (k + 3u < u.out_channels) {
+    fyv[out + 3u * quads] = run[3];
+  }
+}
+
+// Stores the blocks of pixels m0..m0+3 (a, b, c, d; block[j][i] = y[4g+j, k+i, m]): plain
+// (STORE_PLAIN) as one vec4 per (image, channel) instead of 4 floats, and packed.
+fn store_y_run(a: mat4x4f, b: mat4x4f, c: mat4x4f, d: mat4x4f, k: u32, g: u32, m0: u32, u: Params) {
+  store_y_packed(a, k, g, m0, u);
+  store_y_packed(b, k, g, m0 + 1u, u);
+  store_y_packed(c, k, g, m0 + 2u, u);
+  store_y_packed(d, k, g, m0 + 3u, u);
+  if (!STORE_PLAIN || k >= u.out_channels) {
+    return;
+  }
+  store_y_images(transpose(mat4x4f(a[0], b[0], c[0], d[0])), k, g * 4u, m0, u);
+  store_y_images(transpose(mat4x4f(a[1], b[1], c[1], d[1])), k, g * 4u + 1u, m0, u);
+  store_y_images(transpose(mat4x4f(a[2], b[2], c[2], d[2])), k, g * 4u + 2u, m0, u);
+  store_y_images(transpose(mat4x4f(a[3], b[3], c[3], d[3])), k, g * 4u + 3u, m0, u);
+}
+
+// Output pixel m's top-left tap (h, w) in the input (may lie in the padding).
+fn corner(m: u32, u: Params) -> vec2i {
+  let hw = vec2u(m / u.out_width, m % u.out_width) * u.stride;
+  return vec2i(hw) - i32(u.padding);
+}
+
+// forward's accumulators: y<a><j> for pixel a, channel quad kq+j (block[j][i] = y[4g+j, k+i,
+// m]). Pixels 2 and 3 only for QUADS <= 2.
+struct ForwardSums {
+  y00: mat4x4f,
+  y01: mat4x4f,
+  y02: mat4x4f,
+  y03: mat4x4f,
+  y04: mat4x4f,
+  y05: mat4x4f,
+  y06: mat4x4f,
+  y07: mat4x4f,
+  y10: mat4x4f,
+  y11: mat4x4f,
+  y12: mat4x4f,
+  y13: mat4x4f,
+  y14: mat4x4f,
+  y15: mat4x4f,
+  y16: mat4x4f,
+  y17: mat4x4f,
+  y20: mat4x4f,
+  y21: mat4x4f,
+  y30: mat4x4f,
+  y31: mat4x4f,
+}
+
+// What forward invocation i computes: x its first pixel m0, y its group g of four images,
+// z its first channel quad kq; x = P*Q past the last invocation.
+fn forward_block(i: u32, u: Params) -> vec3u {
+  let plane = u.out_height * u.out_width;
+  let runs = (plane + PIXELS - 1u) / PIXELS;
+  let group_count = (u.batch + 3u) / 4u;
+  let k4 = (u.out_channels + 3u) / 4u;
+  if (i >= runs * group_count * ((k4 + QUADS - 1u) / QUADS)) {
+    return vec3u(plane, 0u, 0u);
+  }
+  return vec3u((i % runs) * PIXELS, (i / runs) % group_count, (i / (runs * group_count)) * QUADS);
+}
+
+// y of 4 images (group g) x PIXELS output pixels (m0, m0+1, ... in p*Q + q order) x 4*QUADS
+// output channels (quads kq..kq+QUADS-1). Loops over taps (r,s), then input channels c, so
+// that the padding test of a pixel is made once per tap. Per (r,s,c): one texel of x4 per
+// pixel, one vec4 of weights per channel quad.
+fn forward_sums(m0: u32, g: u32, kq: u32, u: Params) -> ForwardSums {
+  let plane = u.out_height * u.out_width;
+  let k4 = (u.out_channels + 3u) / 4u;
+  // Pixels past the plane compute a copy of the last one and store nothing.
   let m1 = min(m0 + 1u, plane - 1u);
+  let m2 = min(m0 + 2u, plane - 1u);
+  let m3 = min(m0 + 3u, plane - 1u);
+  var acc: ForwardSums;
   let in_plane = u.height * u.width;
   let rr = u.kernel_size * u.kernel_size;
   // Weight column of each channel quad (quads past K4 repeat the last one).
@@ -311,65 +390,86 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
   let kc5 = min(kq + 5u, k4 - 1u);
   let kc6 = min(kq + 6u, k4 - 1u);
   let kc7 = min(kq + 7u, k4 - 1u);
-  // Each pixel's top-left tap (may lie in the padding).
-  let h0 = i32(m0 / u.out_width * u.stride) - i32(u.padding);
-  let w0 = i32(m0 % u.out_width * u.stride) - i32(u.padding);
-  let h1 = i32(m1 / u.out_width * u.stride) - i32(u.padding);
-  let w1 = i32(m1 % u.out_width * u.stride) - i32(u.padding);
+  let c0 = corner(m0, u);
+  let c1 = corner(m1, u);
+  let c2 = corner(m2, u);
+  let c3 = corner(m3, u);
   let xbase = g * u.in_channels * in_plane;
 
-  var y00 = bias_block(4u * kq, u);
-  var y01 = bias_block(4u * kq + 4u, u);
-  var y02 = bias_block(4u * kq + 8u, u);
-  var y03 = bias_block(4u * kq + 12u, u);
-  var y04 = bias_block(4u * kq + 16u, u);
-  var y05 = bias_block(4u * kq + 20u, u);
-  var y06 = bias_block(4u * kq + 24u, u);
-  var y07 = bias_block(4u * kq + 28u, u);
-  var y10 = y00;
-  var y11 = y01;
-  var y12 = y02;
-  var y13 = y03;
-  var y14 = y04;
-  var y15 = y05;
-  var y16 = y06;
-  var y17 = y07;
+  acc.y00 = bias_block(4u * kq, u);
+  acc.y01 = bias_block(4u * kq + 4u, u);
+  acc.y02 = bias_block(4u * kq + 8u, u);
+  acc.y03 = bias_block(4u * kq + 12u, u);
+  acc.y04 = bias_block(4u * kq + 16u, u);
+  acc.y05 = bias_block(4u * kq + 20u, u);
+  acc.y06 = bias_block(4u * kq + 24u, u);
+  acc.y07 = bias_block(4u * kq + 28u, u);
+  acc.y10 = acc.y00;
+  acc.y11 = acc.y01;
+  acc.y12 = acc.y02;
+  acc.y13 = acc.y03;
+  acc.y14 = acc.y04;
+  acc.y15 = acc.y05;
+  acc.y16 = acc.y06;
+  acc.y17 = acc.y07;
+  acc.y20 = acc.y00;
+  acc.y21 = acc.y01;
+  acc.y30 = acc.y00;
+  acc.y31 = acc.y01;
   for (var r = 0u; r < u.kernel_size; r++) {
     for (var s = 0u; s < u.kernel_size; s++) {
-      let ha = h0 + i32(r);
-      let wa = w0 + i32(s);
-      let hb = h1 + i32(r);
-      let wb = w1 + i32(s);
+      let rs = vec2i(vec2u(r, s));
+      let t0 = c0 + rs;
+      let t1 = c1 + rs;
+      let t2 = c2 + rs;
+      let t3 = c3 + rs;
       // u32 turns a negative coordinate into a large one: one test per side.
-      let inside0 = u32(ha) < u.height && u32(wa) < u.width;
-      let inside1 = u32(hb) < u.height && u32(wb) < u.width;
-      var xi0 = xbase + u32(ha) * u.width + u32(wa);
-      var xi1 = xbase + u32(hb) * u.width + u32(wb);
+      let size = vec2u(u.height, u.width);
+      let inside0 = all(vec2u(t0) < size);
+      let inside1 = all(vec2u(t1) < size);
+      let inside2 = all(vec2u(t2) < size);
+      let inside3 = all(vec2u(t3) < size);
+      var xi0 = xbase + u32(t0.x) * u.width + u32(t0.y);
+      var xi1 = xbase + u32(t1.x) * u.width + u32(t1.y);
+      var xi2 = xbase + u32(t2.x) * u.width + u32(t2.y);
+      var xi3 = xbase + u32(t3.x) * u.width + u32(t3.y);
       var wi = (r * u.kernel_size + s) * k4;
       for (var c = 0u; c < u.in_channels; c++) {
         let v0 = load_x(xi0, inside0);
         let w_0 = forward_weights(wi + kc0);
-        y00 += outer(w_0, v0);
+        acc.y00 += outer(w_0, v0);
         var v1 = vec4f();
+        var v2 = vec4f();
+        var v3 = vec4f();
         if (PIXELS > 1u) {
           v1 = load_x(xi1, inside1);
-          y10 += outer(w_0, v1);
+          acc.y10 += outer(w_0, v1);
+        }
+        if (PIXELS > 2u) {
+          v2 = load_x(xi2, inside2);
+          v3 = load_x(xi3, inside3);
+          acc.y20 += outer(w_0, v2);
+          acc.y30 += outer(w_0, v3);
         }
         if (QUADS > 1u) {
           let w_1 = forward_weights(wi + kc1);
-          y01 += outer(w_1, v0);
+          acc.y01 += outer(w_1, v0);
           if (PIXELS > 1u) {
-            y11 += outer(w_1, v1);
+            acc.y11 += outer(w_1, v1);
+          }
+          if (PIXELS > 2u) {
+            acc.y21 += outer(w_1, v2);
+            acc.y31 += outer(w_1, v3);
           }
         }
         if (QUADS > 2u) {
           let w_2 = forward_weights(wi + kc2);
           let w_3 = forward_weights(wi + kc3);
-          y02 += outer(w_2, v0);
-          y03 += outer(w_3, v0);
+          acc.y02 += outer(w_2, v0);
+          acc.y03 += outer(w_3, v0);
           if (PIXELS > 1u) {
-            y12 += outer(w_2, v1);
-            y13 += outer(w_3, v1);
+            acc.y12 += outer(w_2, v1);
+            acc.y13 += outer(w_3, v1);
           }
         }
         if (QUADS > 4u) {
@@ -377,53 +477,105 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
           let w_5 = forward_weights(wi + kc5);
           let w_6 = forward_weights(wi + kc6);
           let w_7 = forward_weights(wi + kc7);
-          y04 += outer(w_4, v0);
-          y05 += outer(w_5, v0);
-          y06 += outer(w_6, v0);
-          y07 += outer(w_7, v0);
+          acc.y04 += outer(w_4, v0);
+          acc.y05 += outer(w_5, v0);
+          acc.y06 += outer(w_6, v0);
+          acc.y07 += outer(w_7, v0);
           if (PIXELS > 1u) {
-            y14 += outer(w_4, v1);
-            y15 += outer(w_5, v1);
-            y16 += outer(w_6, v1);
-            y17 += outer(w_7, v1);
+            acc.y14 += outer(w_4, v1);
+            acc.y15 += outer(w_5, v1);
+            acc.y16 += outer(w_6, v1);
+            acc.y17 += outer(w_7, v1);
           }
         }
         xi0 += in_plane;
         xi1 += in_plane;
+        xi2 += in_plane;
+        xi3 += in_plane;
         wi += rr * k4;
       }
     }
   }
-  store_y(y00, 4u * kq, g, m0, u);
+  return acc;
+}
+
+// forward: one invocation = forward_sums of one block (forward_block), stored pixel by pixel.
+@compute @workgroup_size(WORKGROUP)
+fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let u = fparams;
+  let block = forward_block(gid.x + gid.y * groups.x * WORKGROUP, u);
+  let plane = u.out_height * u.out_width;
+  let m0 = block.x;
+  if (m0 >= plane) {
+    return;
+  }
+  let g = block.y;
+  let kq = block.z;
+  let m1 = m0 + 1u;
+  let m2 = m0 + 2u;
+  let m3 = m0 + 3u;
+  let acc = forward_sums(m0, g, kq, u);
+  store_y(acc.y00, 4u * kq, g, m0, u);
   if (QUADS > 1u) {
-    store_y(y01, 4u * kq + 4u, g, m0, u);
+    store_y(acc.y01, 4u * kq + 4u, g, m0, u);
   }
   if (QUADS > 2u) {
-    store_y(y02, 4u * kq + 8u, g, m0, u);
-    store_y(y03, 4u * kq + 12u, g, m0, u);
+    store_y(acc.y02, 4u * kq + 8u, g, m0, u);
+    store_y(acc.y03, 4u * kq + 12u, g, m0, u);
   }
   if (QUADS > 4u) {
-    store_y(y04, 4u * kq + 16u, g, m0, u);
-    store_y(y05, 4u * kq + 20u, g, m0, u);
-    store_y(y06, 4u * kq + 24u, g, m0, u);
-    store_y(y07, 4u * kq + 28u, g, m0, u);
+    store_y(acc.y04, 4u * kq + 16u, g, m0, u);
+    store_y(acc.y05, 4u * kq + 20u, g, m0, u);
+    store_y(acc.y06, 4u * kq + 24u, g, m0, u);
+    store_y(acc.y07, 4u * kq + 28u, g, m0, u);
   }
   if (PIXELS < 2u || m0 + 1u >= plane) {
     return;
   }
-  store_y(y10, 4u * kq, g, m1, u);
+  store_y(acc.y10, 4u * kq, g, m1, u);
   if (QUADS > 1u) {
-    store_y(y11, 4u * kq + 4u, g, m1, u);
+    store_y(acc.y11, 4u * kq + 4u, g, m1, u);
   }
   if (QUADS > 2u) {
-    store_y(y12, 4u * kq + 8u, g, m1, u);
-    store_y(y13, 4u * kq + 12u, g, m1, u);
+    store_y(acc.y12, 4u * kq + 8u, g, m1, u);
+    store_y(acc.y13, 4u * kq + 12u, g, m1, u);
   }
   if (QUADS > 4u) {
-    store_y(y14, 4u * kq + 16u, g, m1, u);
-    store_y(y15, 4u * kq + 20u, g, m1, u);
-    store_y(y16, 4u * kq + 24u, g, m1, u);
-    store_y(y17, 4u * kq + 28u, g, m1, u);
+    store_y(acc.y14, 4u * kq + 16u, g, m1, u);
+    store_y(acc.y15, 4u * kq + 20u, g, m1, u);
+    store_y(acc.y16, 4u * kq + 24u, g, m1, u);
+    store_y(acc.y17, 4u * kq + 28u, g, m1, u);
+  }
+  if (PIXELS < 4u || m0 + 2u >= plane) {
+    return;
+  }
+  store_y(acc.y20, 4u * kq, g, m2, u);
+  if (QUADS > 1u) {
+    store_y(acc.y21, 4u * kq + 4u, g, m2, u);
+  }
+  if (m0 + 3u >= plane) {
+    return;
+  }
+  store_y(acc.y30, 4u * kq, g, m3, u);
+  if (QUADS > 1u) {
+    store_y(acc.y31, 4u * kq + 4u, g, m3, u);
+  }
+}
+
+// forward_runs: forward for PIXELS = 4, QUADS <= 2 and an output plane P*Q that is a
+// multiple of 4, so that an invocation's 4 pixels are consecutive in every (image, channel)
+// of the plain y: each stored as one vec4 (fyv) instead of 4 floats.
+@compute @workgroup_size(WORKGROUP)
+fn forward_runs(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let u = fparams;
+  let block = forward_block(gid.x + gid.y * groups.x * WORKGROUP, u);
+  if (block.x >= u.out_height * u.out_width) {
+    return;
+  }
+  let acc = forward_sums(block.x, block.y, block.z, u);
+  store_y_run(acc.y00, acc.y10, acc.y20, acc.y30, 4u * block.z, block.y, block.x, u);
+  if (QUADS > 1u) {
+    store_y_run(acc.y01, acc.y11, acc.y21, acc.y31, 4u * block.z + 4u, block.y, block.x, u);
   }
 }
 
@@ -500,9 +652,10 @@ fn store_dx(block: mat4x4f, c: u32, g: u32, at: u32, u: Params) {
 // r = (h+pad) mod S, +S, ... up to R, skipping p >= P. On the seed's conv2 (13x13 input,
 // R = 4, S = 2), 2.4 taps a pixel where a pixel a lane (the pixels of a SIMD vector differ)
 // made every lane run the union of their taps, 4, half of them on zeros: ~1.5x faster here.
-// (The weight loads, the same in every lane, still take about half of its time, measured
-// without them: Mesa 22 seems to load them once a lane.) Per (tap, k): one texel of dy4 (4 images), QUADS
-// vec4 of weights, 16*QUADS multiply-adds. The sum runs over r, s, k in that order, as the
+// (Replacing its uniform weight loads by a constant changed nothing: they do not set its
+// pace. Two pixels a workgroup, (h,w) and (h,w+S), sharing their weight loads, were 0.89x
+// on LeNet-5's C3.) Per (tap, k): one texel of dy4 (4 images), QUADS vec4 of weights,
+// 16*QUADS multiply-adds. The sum runs over r, s, k in that order, as the
 // per-pixel version's did: the same floats. Accumulator d<j>: channel quad cq+j.
 @compute @workgroup_size(WORKGROUP)
 fn backward_input(
