@@ -3,12 +3,14 @@
  * over texture mirrors of x, the weight and dy (kernels/cpu/linear.wgsl says why this shape
  * pays on llvmpipe). Built for Linear layers and for conv2dAsLinear (LeNet-5's C5), whose
  * tensors it reads as [N, IN] and [N, OUT] whatever their shapes. Tested against the plain
- * tier's kernels (lib/layers/linear.ts) and the float64 reference in tests/linear_cpu_test.ts.
+ * tier's kernels (lib/layers/linear.ts) and the float64 reference in tests/linear_cpu_test.ts;
+ * the activation fused after it as in the plain tier (tests/linear_activation_test.ts).
  * @module
  */
 
 import { grid, type Op, op, type Tensor, tensor, uniform, view } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
+import type { LinearConfig } from "../layers/linear.ts";
 import { cpuKernel, textureMirror } from "./texture.ts";
 
 /** Invocations per workgroup: one SIMD vector, so that a small product spreads over the cores. */
@@ -20,12 +22,6 @@ const WORKGROUP = 8;
  * batch 8, 80,640, 16% faster; 400 -> 120 at batch 1, 48,000, 30% faster).
  */
 export const LINEAR_WING_MIN_MACS = 32768;
-
-/** What a Linear layer is, for a tier (lib/layers/linear.ts `config`). */
-export interface LinearConfig {
-  inFeatures: number;
-  outFeatures: number;
-}
 
 /** True when the wing's Linear beats the plain one for `layer` at this batch (see above). */
 export function linearPays(layer: Layer, ctx: LayerContext): boolean {
@@ -53,14 +49,16 @@ function asTexels(t: Tensor): Tensor {
 // forward:  x [N,IN], weight [OUT,IN], bias [OUT] -> y [N,OUT]
 // backward: dy [N,OUT], weight -> dx [N,IN];  dy, x -> dweight [OUT,IN], dbias [OUT]
 /**
- * The tuned Linear ops for `layer` (a Linear, or a conv2dAsLinear: `config` holds inFeatures
- * and outFeatures) built for `ctx`. Forward: copy x and the weight to their texture mirrors,
- * then one dispatch; backward: copy dy to its mirror, then one dispatch that writes dx (when
- * a layer below needs it), dweight and dbias. The backward reads the mirrors of x and of the
- * weight that its step's forward refreshed (`saved`).
+ * The tuned Linear ops for `layer` (a Linear, or a conv2dAsLinear: `config` holds inFeatures,
+ * outFeatures and the fused activation) built for `ctx`. Forward: copy x and the weight to
+ * their texture mirrors, then one dispatch; backward: copy dy (and y, with an activation) to
+ * their mirrors, then one dispatch that writes dx (when a layer below needs it), dweight and
+ * dbias. The backward reads the mirrors of x and of the weight that its step's forward
+ * refreshed (`saved`).
  */
 export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<LayerOps> {
-  const { inFeatures: ins, outFeatures: outs } = layer.config as unknown as LinearConfig;
+  const { inFeatures: ins, outFeatures: outs, activation } = layer
+    .config as unknown as LinearConfig;
   const { rt, x, y, dy, dx, params, grads } = ctx;
   const batch = x.shape[0];
   const what = `${layer.type}(${ins} -> ${outs}) in the CPU wing`;
@@ -86,6 +84,7 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
     DW_COLS: dwQuads.cols,
     X_ALIGNED: ins % 4 === 0 ? 1 : 0,
     DY_ALIGNED: outs % 4 === 0 ? 1 : 0,
+    ACTIVATION: activation,
   };
   const [forwardK, backwardK] = await Promise.all([
     cpuKernel(rt, "linear.wgsl", "forward", constants),
@@ -103,6 +102,8 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
   const xt = textureMirror(rt, x);
   const wt = textureMirror(rt, params.weight);
   const dyt = textureMirror(rt, dy);
+  // The activation's derivative reads y; without one, dy's mirror stands in, unread.
+  const yt = activation ? textureMirror(rt, y) : null;
   const forward = op(
     rt,
     forwardK,
@@ -112,11 +113,12 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
   // Without a dx (Linear as the first layer), a stand-in is bound and no workgroup writes it.
   const dxOut = dx ? asTexels(dx) : tensor(rt, [1, 4], { label: "linear unused dx" });
   const backward: Op[] = [
+    ...(yt ? [yt.copy] : []),
     dyt.copy,
     op(
       rt,
       backwardK,
-      [xt, wt, dyt, asTexels(grads.weight), grads.bias, u, dxOut],
+      [xt, wt, dyt, asTexels(grads.weight), grads.bias, u, dxOut, yt ?? dyt],
       grid((dxGroups + dwGroups) * WORKGROUP, WORKGROUP),
     ),
   ];
