@@ -1,12 +1,12 @@
 // Linear in the CPU wing: three register-blocked matrix products over texture mirrors. The
-// plain tier's kernels/linear.wgsl is the reference these must match, with the activation a
-// after the Linear fused in as there (ACTIVATION; the formulas are copies of
-// kernels/activation.wgsl's and relu.wgsl's, on vec4s).
+// plain tier's kernels/linear.wgsl is the reference these must match. The forward applies
+// the activation a after the Linear fused in (ACTIVATION; the formulas are copies of
+// kernels/activation.wgsl's and relu.wgsl's, on vec4s); the backward gets g, the gradient
+// before the activation, from the activation's own backward kernel (lib/cpu/linear.ts says
+// why), and dy when there is none.
 //
 // forward:  y[n,o]  = a(b[o] + sum_i x[n,i] * w[o,i])
-// backward (restates the forward above; overwrites, no accumulation), with
-// g[n,o] = a'(.) dy[n,o] computed from the output y where dy is read (tanh dy (1 - y^2),
-// sigmoid dy y (1 - y), relu dy where y > 0; g = dy without an activation):
+// backward (restates the forward above; overwrites, no accumulation):
 //   dx[n,i] = sum_o g[n,o] * w[o,i]
 //   dw[o,i] = sum_n g[n,o] * x[n,i]
 //   db[o]   = sum_n g[n,o]                  (from the dw blocks of the first columns)
@@ -33,11 +33,9 @@
 // bindings:
 //   forward:  0 x [N,IN] (texture), 1 w [OUT,IN] (texture), 2 b [OUT], 3 y [N,OUT] (as vec4),
 //             4 params
-//   backward: 0 x (texture), 1 w (texture), 2 dy [N,OUT] (texture), 3 dw [OUT,IN] (as vec4),
-//             4 db [OUT], 5 params, 6 dx [N,IN] (as vec4; a stand-in takes its place when
-//             there is no dx: then dx_groups is 0), 7 y [N,OUT] (texture: the forward's
-//             output, read by the activation's derivative; dy's texture stands in without
-//             an activation)
+//   backward: 0 x (texture), 1 w (texture), 2 g [N,OUT] (texture), 3 dw [OUT,IN] (as vec4),
+//             4 db [OUT], 5 params, 6 dx [N,IN] (as vec4; last, so that a stand-in can take
+//             its place when there is no dx: then dx_groups is 0)
 // The backward's workgroups are split in two ranges: dx_groups for dx, then the dw blocks.
 
 // Invocations per workgroup.
@@ -82,7 +80,6 @@ const DW = 2u;
 @group(0) @binding(4) var<storage, read_write> db: array<f32>;
 @group(0) @binding(5) var<uniform> backward_params: Params;
 @group(0) @binding(6) var<storage, read_write> dx: array<vec4f>;
-@group(0) @binding(7) var y_tex: texture_2d<f32>;
 
 // As kernels/activation.wgsl's tanh_of, on 4 values.
 fn tanh_of(v: vec4f) -> vec4f {
@@ -108,24 +105,6 @@ fn activate(v: vec4f) -> vec4f {
   }
 }
 
-// g for 4 values of dy, d, and of the output y, v, as the activation's own backward kernel
-// computes each.
-fn grad(d: vec4f, v: vec4f) -> vec4f {
-  switch ACTIVATION {
-    case 1u: {
-      return d * (1.0 - v * v);
-    }
-    case 2u: {
-      return d * v * (1.0 - v);
-    }
-    case 3u: {
-      return select(vec4f(0.0), d, v > vec4f(0.0));
-    }
-    default: {
-      return d;
-    }
-  }
-}
 
 // Texel i of a texture mirror: floats 4i..4i+3 of its tensor.
 fn texel(t: texture_2d<f32>, i: u32) -> vec4f {
@@ -159,35 +138,18 @@ fn rows4(t: texture_2d<f32>, row: u32, k: u32, shape: vec2u, aligned: bool) -> m
   );
 }
 
-// g at rows row..row+3, col..col+3 from the mirrors of dy (t) and y (ty): column r is
-// g[row + r, col..col+3] (0 outside g, where both quads are 0).
-fn grad_rows4(t: texture_2d<f32>, ty: texture_2d<f32>, row: u32, col: u32, u: Params) -> mat4x4f {
-  let shape = vec2u(u.batch, u.out_features);
-  let d = rows4(t, row, col, shape, DY_ALIGNED);
-  if (ACTIVATION == 0u) {
-    return d;
-  }
-  let v = rows4(ty, row, col, shape, DY_ALIGNED);
-  return mat4x4f(grad(d[0], v[0]), grad(d[1], v[1]), grad(d[2], v[2]), grad(d[3], v[3]));
-}
 
 // L at rows row..row+3, k..k+3, as p with p[r][t] = L[row + r, k + t].
-// forward L = x; dx L = g; dw L[o,n] = g[n,o] (t: dy's mirror, ty: y's, backward only).
-fn left(
-  kind: u32,
-  t: texture_2d<f32>,
-  ty: texture_2d<f32>,
-  k: u32,
-  row: u32,
-  u: Params,
-) -> mat4x4f {
+// forward L = x; dx L = g; dw L[o,n] = g[n,o].
+fn left(kind: u32, t: texture_2d<f32>, k: u32, row: u32, u: Params) -> mat4x4f {
+  let g_shape = vec2u(u.batch, u.out_features);
   if (kind == FORWARD) {
     return rows4(t, row, k, vec2u(u.batch, u.in_features), X_ALIGNED);
   }
   if (kind == DX) {
-    return grad_rows4(t, ty, row, k, u);
+    return rows4(t, row, k, g_shape, DY_ALIGNED);
   }
-  return transpose(grad_rows4(t, ty, k, row, u));
+  return transpose(rows4(t, k, row, g_shape, DY_ALIGNED));
 }
 
 // R at k..k+3, columns col..col+3, as q with q[t][j] = R[k + t, col + j].
@@ -228,11 +190,10 @@ struct Block {
 }
 
 // Adds sum_k L[row0.., k] R[k, col0..] over k < depth to `start`, a block of rows x cols
-// quads (L read from lt, and yt for g): (q p)[r] = sum_t q[t] * p[r][t] = the row segment out[row + r, col..col+3].
+// quads: (q p)[r] = sum_t q[t] * p[r][t] = the row segment out[row + r, col..col+3].
 fn product(
   kind: u32,
   lt: texture_2d<f32>,
-  yt: texture_2d<f32>,
   rt: texture_2d<f32>,
   at: vec2u,
   depth: u32,
@@ -244,7 +205,7 @@ fn product(
   let row0 = at.x;
   let col0 = at.y;
   for (var k = 0u; k < depth; k += 4u) {
-    let p0 = left(kind, lt, yt, k, row0, u);
+    let p0 = left(kind, lt, k, row0, u);
     let q0 = right(kind, rt, k, col0, u);
     c.c00 += q0 * p0;
     if (kind == DW) {
@@ -264,7 +225,7 @@ fn product(
       c.c03 += q3 * p0;
     }
     if (quads.x > 1u) {
-      let p1 = left(kind, lt, yt, k, row0 + 4u, u);
+      let p1 = left(kind, lt, k, row0 + 4u, u);
       c.c10 += q0 * p1;
       if (kind == DW) {
         c.s1 += vec4f(1.0) * p1;
@@ -278,8 +239,8 @@ fn product(
       }
     }
     if (quads.x > 2u) {
-      let p2 = left(kind, lt, yt, k, row0 + 8u, u);
-      let p3 = left(kind, lt, yt, k, row0 + 12u, u);
+      let p2 = left(kind, lt, k, row0 + 8u, u);
+      let p3 = left(kind, lt, k, row0 + 12u, u);
       c.c20 += q0 * p2;
       c.c30 += q0 * p3;
       if (kind == DW) {
@@ -556,8 +517,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
   start.c31 = start.c01;
   start.c32 = start.c02;
   start.c33 = start.c03;
-  // x's mirror stands in for y's, which the forward does not read.
-  let c = product(FORWARD, x_tex, x_tex, w_tex, at, u.in_features, quads, start, u);
+  let c = product(FORWARD, x_tex, w_tex, at, u.in_features, quads, start, u);
   store_forward(c, at, quads);
 }
 
@@ -578,7 +538,7 @@ fn backward(
     if (at.x >= u.batch) {
       return;
     }
-    let c = product(DX, dy_tex, y_tex, w_tex, at, u.out_features, quads, start, u);
+    let c = product(DX, dy_tex, w_tex, at, u.out_features, quads, start, u);
     store_backward(DX, c, at, quads);
     return;
   }
@@ -588,7 +548,7 @@ fn backward(
   if (at.x >= u.out_features) {
     return;
   }
-  let c = product(DW, dy_tex, y_tex, x_tex, at, u.batch, quads, start, u);
+  let c = product(DW, dy_tex, x_tex, at, u.batch, quads, start, u);
   store_backward(DW, c, at, quads);
   if (at.y == 0u) {
     store_db(c.s0, at.x);

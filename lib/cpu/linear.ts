@@ -5,12 +5,20 @@
  * tensors it reads as [N, IN] and [N, OUT] whatever their shapes. Tested against the plain
  * tier's kernels (lib/layers/linear.ts) and the float64 reference in tests/linear_cpu_test.ts;
  * the activation fused after it as in the plain tier (tests/linear_activation_test.ts).
+ *
+ * The activation runs fused in the forward only: its backward is the activation's own
+ * kernel, which writes the gradient before it (g) for the dy mirror's copy. Fused in the
+ * backward as well, every block of the products would read y's mirror beside dy's (half as
+ * many loads again, repeated for every block that reads a row) and y would need a copy of
+ * its own; LeNet-5's step measured ~1% slower that way than with the activation apart.
  * @module
  */
 
 import { grid, type Op, op, type Tensor, tensor, uniform, view } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
 import type { LinearConfig } from "../layers/linear.ts";
+import { sigmoid, tanh } from "../layers/activation.ts";
+import { relu } from "../layers/relu.ts";
 import { cpuKernel, textureMirror } from "./texture.ts";
 
 /** Invocations per workgroup: one SIMD vector, so that a small product spreads over the cores. */
@@ -22,6 +30,9 @@ const WORKGROUP = 8;
  * batch 8, 80,640, 16% faster; 400 -> 120 at batch 1, 48,000, 30% faster).
  */
 export const LINEAR_WING_MIN_MACS = 32768;
+
+/** The activation layers, by the kernels' ACTIVATION code, for their backward. */
+const ACTIVATION_LAYERS: Record<number, () => Layer> = { 1: tanh, 2: sigmoid, 3: relu };
 
 /** True when the wing's Linear beats the plain one for `layer` at this batch (see above). */
 export function linearPays(layer: Layer, ctx: LayerContext): boolean {
@@ -51,10 +62,10 @@ function asTexels(t: Tensor): Tensor {
 /**
  * The tuned Linear ops for `layer` (a Linear, or a conv2dAsLinear: `config` holds inFeatures,
  * outFeatures and the fused activation) built for `ctx`. Forward: copy x and the weight to
- * their texture mirrors, then one dispatch; backward: copy dy (and y, with an activation) to
- * their mirrors, then one dispatch that writes dx (when a layer below needs it), dweight and
- * dbias. The backward reads the mirrors of x and of the weight that its step's forward
- * refreshed (`saved`).
+ * their texture mirrors, then one dispatch; backward: with an activation, its backward's
+ * dispatch (g from dy and y), then copy g (else dy) to its mirror, then one dispatch that
+ * writes dx (when a layer below needs it), dweight and dbias. The backward reads the mirrors
+ * of x and of the weight that its step's forward refreshed (`saved`).
  */
 export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<LayerOps> {
   const { inFeatures: ins, outFeatures: outs, activation } = layer
@@ -84,12 +95,25 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
     DW_COLS: dwQuads.cols,
     X_ALIGNED: ins % 4 === 0 ? 1 : 0,
     DY_ALIGNED: outs % 4 === 0 ? 1 : 0,
-    ACTIVATION: activation,
   };
   const [forwardK, backwardK] = await Promise.all([
-    cpuKernel(rt, "linear.wgsl", "forward", constants),
+    cpuKernel(rt, "linear.wgsl", "forward", { ...constants, ACTIVATION: activation }),
     cpuKernel(rt, "linear.wgsl", "backward", constants),
   ]);
+  // g, the gradient before the activation: its own backward (from y, relu's from y > 0,
+  // which is x > 0) writes it; dy itself without an activation.
+  const g = activation ? tensor(rt, dy.shape, { label: `${dy.label} before the activation` }) : dy;
+  const activationOps = activation
+    ? await ACTIVATION_LAYERS[activation]().build({
+      rt,
+      x: y,
+      y,
+      dy,
+      dx: g,
+      params: {},
+      grads: {},
+    })
+    : null;
   const dxGroups = dx ? Math.ceil(blocks(batch, ins, dxQuads) / WORKGROUP) : 0;
   const dwGroups = Math.ceil(blocks(outs, ins, dwQuads) / WORKGROUP);
   // Fields as in the WGSL struct Params, in its order.
@@ -101,9 +125,7 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
   });
   const xt = textureMirror(rt, x);
   const wt = textureMirror(rt, params.weight);
-  const dyt = textureMirror(rt, dy);
-  // The activation's derivative reads y; without one, dy's mirror stands in, unread.
-  const yt = activation ? textureMirror(rt, y) : null;
+  const gt = textureMirror(rt, g);
   const forward = op(
     rt,
     forwardK,
@@ -113,12 +135,12 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
   // Without a dx (Linear as the first layer), a stand-in is bound and no workgroup writes it.
   const dxOut = dx ? asTexels(dx) : tensor(rt, [1, 4], { label: "linear unused dx" });
   const backward: Op[] = [
-    ...(yt ? [yt.copy] : []),
-    dyt.copy,
+    ...(activationOps?.backward ?? []),
+    gt.copy,
     op(
       rt,
       backwardK,
-      [xt, wt, dyt, asTexels(grads.weight), grads.bias, u, dxOut, yt ?? dyt],
+      [xt, wt, gt, asTexels(grads.weight), grads.bias, u, dxOut],
       grid((dxGroups + dwGroups) * WORKGROUP, WORKGROUP),
     ),
   ];
