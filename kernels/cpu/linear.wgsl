@@ -105,7 +105,6 @@ fn activate(v: vec4f) -> vec4f {
   }
 }
 
-
 // Texel i of a texture mirror: floats 4i..4i+3 of its tensor.
 fn texel(t: texture_2d<f32>, i: u32) -> vec4f {
   return textureLoad(t, vec2u(i % TEXTURE_ROW, i / TEXTURE_ROW), 0);
@@ -137,7 +136,6 @@ fn rows4(t: texture_2d<f32>, row: u32, k: u32, shape: vec2u, aligned: bool) -> m
     quad(t, row + 3u, k, shape, aligned),
   );
 }
-
 
 // L at rows row..row+3, k..k+3, as p with p[r][t] = L[row + r, k + t].
 // forward L = x; dx L = g; dw L[o,n] = g[n,o].
