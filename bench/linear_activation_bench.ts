@@ -22,8 +22,9 @@ import { kernelsOption, positiveInt } from "../scripts/cli_options.ts";
 const program = new Command()
   .name("deno run -A bench/linear_activation_bench.ts")
   .description(
-    "Times LeNet-5's training step with the tanh after C5 and F6 fused into them against\n" +
-      "the same step with them apart, interleaved, on data/mnist.",
+    "Times LeNet-5's training step with the tanh after C5 and F6 fused into them against " +
+      "the same step with them apart, interleaved, on data/mnist (run deno task download " +
+      "first). DENO_WEBGPU_BACKEND=vulkan|gl picks Deno's WebGPU backend.",
   )
   .option("--batch <n>", "images per step", positiveInt("--batch"), 32)
   .option("--repeat <n>", "steps per timed submit", positiveInt("--repeat"), 20)
