@@ -1,9 +1,17 @@
-// Linear (fully connected): x [N,IN], weight [OUT,IN], bias [OUT] -> y [N,OUT].
-// forward: y[n,o] = bias[o] + sum_i x[n,i] * weight[o,i]
-// backward: restates the forward above; three products, each invocation one 4x4 tile of one:
-//   dx[n,i]      = sum_o dy[n,o] * weight[o,i]
-//   dweight[o,i] = sum_n dy[n,o] * x[n,i]
-//   dbias[o]     = sum_n dy[n,o]          (a tile of 4 outputs)
+// Linear (fully connected): x [N,IN], weight [OUT,IN], bias [OUT] -> y [N,OUT], optionally
+// with an elementwise activation a (tanh, sigmoid or relu) after it fused in.
+// forward: y[n,o] = a(bias[o] + sum_i x[n,i] * weight[o,i])
+// backward: restates the forward above; g[n,o] = a'(.) * dy[n,o], the gradient before the
+//   activation, computed from the output y where dy is read; three products, each
+//   invocation one 4x4 tile of one:
+//   dx[n,i]      = sum_o g[n,o] * weight[o,i]
+//   dweight[o,i] = sum_n g[n,o] * x[n,i]
+//   dbias[o]     = sum_n g[n,o]          (a tile of 4 outputs)
+// g is what the activation's own backward (kernels/activation.wgsl, relu.wgsl) gives for dy,
+// from the output as PyTorch does: tanh dy (1 - y^2), sigmoid dy y (1 - y), relu dy where
+// y > 0 (the same as x > 0: max(x, 0) > 0 exactly when x > 0). The activation functions
+// here are copies of those files' (the fused layer equals the unfused pair bit for bit:
+// tests/linear_activation_test.ts).
 // The backward runs as one dispatch: its workgroups are split into three ranges, one per
 // product (dx first, then dweight, then dbias), so that no workgroup mixes two of them.
 // Tiles at the edges read clamped rows and columns and skip writing them.
@@ -14,10 +22,13 @@
 // num_workgroups.x (a 2-D grid for large batches).
 // forward bindings: 0 x [N,IN], 1 weight [OUT,IN], 2 bias [OUT], 3 y [N,OUT], 4 params.
 // backward bindings: 0 x [N,IN], 1 weight [OUT,IN], 2 dy [N,OUT], 3 dweight [OUT,IN],
-//   4 dbias [OUT], 5 params, 6 dx [N,IN] (last, so that a stand-in can take its place
-//   when there is no dx: then dx_groups is 0).
+//   4 dbias [OUT], 5 params, 6 dx [N,IN] (so that a stand-in can take its place when
+//   there is no dx: then dx_groups is 0), 7 y [N,OUT] (the forward's output, read by the
+//   activation's derivative; bound without an activation too, unread).
 
 override WORKGROUP: u32 = 64;
+// The fused activation: 0 none, 1 tanh, 2 sigmoid, 3 relu.
+override ACTIVATION: u32 = 0;
 
 struct Params {
   batch: u32,
@@ -40,6 +51,53 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> dbias: array<f32>;
 @group(0) @binding(5) var<uniform> backward_params: Params;
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<storage, read> saved_y: array<f32>;
+
+// As kernels/activation.wgsl's tanh_of.
+fn tanh_of(v: f32) -> f32 {
+  let e = exp(-2.0 * abs(v));
+  return sign(v) * (1.0 - e) / (1.0 + e);
+}
+
+// The fused activation of an output, as its own forward kernel computes it.
+fn activate(v: f32) -> f32 {
+  switch ACTIVATION {
+    case 1u: {
+      return tanh_of(v);
+    }
+    case 2u: {
+      return 1.0 / (1.0 + exp(-v));
+    }
+    case 3u: {
+      return max(v, 0.0);
+    }
+    default: {
+      return v;
+    }
+  }
+}
+
+// g at flat index at of [N,OUT]: dy through the activation's backward, as its own backward
+// kernel computes it from the output v.
+fn grad(at: u32) -> f32 {
+  let d = dy[at];
+  switch ACTIVATION {
+    case 1u: {
+      let v = saved_y[at];
+      return d * (1.0 - v * v);
+    }
+    case 2u: {
+      let v = saved_y[at];
+      return d * v * (1.0 - v);
+    }
+    case 3u: {
+      return select(0.0, d, saved_y[at] > 0.0);
+    }
+    default: {
+      return d;
+    }
+  }
+}
 
 // The 4 indices of a tile starting at `first`, clamped to `count - 1` (for reads).
 fn clamped(first: u32, count: u32) -> vec4u {
@@ -80,7 +138,7 @@ fn forward(
   let rows = array(acc0 + b, acc1 + b, acc2 + b, acc3 + b);
   for (var k = 0u; k < 4u && n0 + k < batch; k++) {
     for (var j = 0u; j < 4u && o0 + j < outs; j++) {
-      y[(n0 + k) * outs + o0 + j] = rows[k][j];
+      y[(n0 + k) * outs + o0 + j] = activate(rows[k][j]);
     }
   }
 }
@@ -102,7 +160,7 @@ fn backward(
   var acc3 = vec4f(0.0);
 
   if (w < backward_params.dx_groups) {
-    // dx[n,i] = sum_o dy[n,o] * weight[o,i]: rows n0.., columns i0..
+    // dx[n,i] = sum_o g[n,o] * weight[o,i]: rows n0.., columns i0..
     let tile = w * WORKGROUP + t;
     if (tile >= (batch + 3u) / 4u * i_tiles) {
       return;
@@ -114,10 +172,10 @@ fn backward(
     for (var o = 0u; o < outs; o++) {
       let row = o * ins;
       let wv = vec4f(weight[row + i.x], weight[row + i.y], weight[row + i.z], weight[row + i.w]);
-      acc0 += dy[n.x + o] * wv;
-      acc1 += dy[n.y + o] * wv;
-      acc2 += dy[n.z + o] * wv;
-      acc3 += dy[n.w + o] * wv;
+      acc0 += grad(n.x + o) * wv;
+      acc1 += grad(n.y + o) * wv;
+      acc2 += grad(n.z + o) * wv;
+      acc3 += grad(n.w + o) * wv;
     }
     let rows = array(acc0, acc1, acc2, acc3);
     for (var k = 0u; k < 4u && n0 + k < batch; k++) {
@@ -130,7 +188,7 @@ fn backward(
   w -= backward_params.dx_groups;
 
   if (w < backward_params.dweight_groups) {
-    // dweight[o,i] = sum_n dy[n,o] * x[n,i]: rows o0.., columns i0..
+    // dweight[o,i] = sum_n g[n,o] * x[n,i]: rows o0.., columns i0..
     let tile = w * WORKGROUP + t;
     if (tile >= (outs + 3u) / 4u * i_tiles) {
       return;
@@ -143,10 +201,10 @@ fn backward(
       let xrow = n * ins;
       let xv = vec4f(x[xrow + i.x], x[xrow + i.y], x[xrow + i.z], x[xrow + i.w]);
       let g = n * outs;
-      acc0 += dy[g + o.x] * xv;
-      acc1 += dy[g + o.y] * xv;
-      acc2 += dy[g + o.z] * xv;
-      acc3 += dy[g + o.w] * xv;
+      acc0 += grad(g + o.x) * xv;
+      acc1 += grad(g + o.y) * xv;
+      acc2 += grad(g + o.z) * xv;
+      acc3 += grad(g + o.w) * xv;
     }
     let rows = array(acc0, acc1, acc2, acc3);
     for (var k = 0u; k < 4u && o0 + k < outs; k++) {
@@ -159,7 +217,7 @@ fn backward(
   w -= backward_params.dweight_groups;
 
   if (w < backward_params.dbias_groups) {
-    // dbias[o] = sum_n dy[n,o]: outputs o0..o0+3
+    // dbias[o] = sum_n g[n,o]: outputs o0..o0+3
     let tile = w * WORKGROUP + t;
     let o0 = tile * 4u;
     if (o0 >= outs) {
@@ -168,7 +226,7 @@ fn backward(
     let o = clamped(o0, outs);
     for (var n = 0u; n < batch; n++) {
       let g = n * outs;
-      acc0 += vec4f(dy[g + o.x], dy[g + o.y], dy[g + o.z], dy[g + o.w]);
+      acc0 += vec4f(grad(g + o.x), grad(g + o.y), grad(g + o.z), grad(g + o.w));
     }
     for (var j = 0u; j < 4u && o0 + j < outs; j++) {
       dbias[o0 + j] = acc0[j];

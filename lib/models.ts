@@ -11,9 +11,8 @@ import { batchnorm2d } from "./layers/batchnorm2d.ts";
 import { adaptiveAvgPool2d } from "./layers/adaptive_avg_pool2d.ts";
 import { flatten } from "./layers/flatten.ts";
 import { linear } from "./layers/linear.ts";
-import { relu } from "./layers/relu.ts";
-import { sigmoid, tanh } from "./layers/activation.ts";
 import { avgPool2d, maxPool2d, type PoolActivation } from "./layers/pool2d.ts";
+import { FUSED_ACTIVATIONS, type FusedActivation } from "./layers/fused_activation.ts";
 import { conv2dTable, LECUN_C3_TABLE } from "./layers/conv2d_table.ts";
 import { conv2dAsLinear } from "./layers/conv2d_as_linear.ts";
 import { layoutParams, type ParamLayout } from "./params.ts";
@@ -95,7 +94,6 @@ export interface ModelOptions {
   c3?: string;
 }
 
-const ACTIVATIONS: Record<string, () => Layer> = { tanh, sigmoid, relu };
 /** S2 and S4, with the activation before them fused in. */
 const POOLS: Record<string, (activation: PoolActivation) => Layer> = {
   avg: (activation) => avgPool2d({ kernelSize: 2, activation }),
@@ -128,9 +126,11 @@ function choice<T>(table: Record<string, T>, name: string, what: string): T {
  * kernel skips the loads of the pixels in the padding, which makes it a few percent faster
  * here than a 32x32 input padded by the data gather (Model.pad = 2, the same function; see
  * bench/lenet5_bench.ts). C5, whose 5x5 kernel covers its 5x5 input, runs as the matrix
- * product it is (lib/layers/conv2d_as_linear.ts), with Conv2d's parameters. The activations
- * after C1 and C3 run fused into the pooling that follows (`features.1` stands for
- * features.1 and features.2, `features.4` for features.4 and features.5), the same floats.
+ * product it is (lib/layers/conv2d_as_linear.ts), with Conv2d's parameters. Every activation
+ * runs fused into a neighbour, the same floats: after C1 and C3 into the pooling that follows
+ * (`features.1` stands for features.1 and features.2, `features.4` for features.4 and
+ * features.5), after C5 and F6 into them (`features.6` for features.6 and features.7,
+ * `classifier.1` for classifier.1 and classifier.2).
  *
  * @example
  * ```ts
@@ -139,22 +139,21 @@ function choice<T>(table: Record<string, T>, name: string, what: string): T {
  * ```
  */
 export function lenet5(options: ModelOptions = {}): Model {
-  const activation = options.activation ?? "tanh";
-  const act = choice(ACTIVATIONS, activation, "activation");
+  const name = options.activation ?? "tanh";
+  choice(FUSED_ACTIVATIONS, name, "activation");
+  // Every activation a Linear can fuse, a pooling can too.
+  const activation = name as FusedActivation & PoolActivation;
   const pool = choice(POOLS, options.pool ?? "avg", "pool");
-  // Every choice of ACTIVATIONS is one a pooling can fuse.
-  const fusedPool = () => pool(activation as PoolActivation);
+  const fusedPool = () => pool(activation);
   const c3 = choice(C3S, options.c3 ?? "full", "c3");
   return sequential("lenet5", [
     ["features.0", conv2d({ inChannels: 1, outChannels: 6, kernelSize: 5, padding: 2 })],
     ["features.1", fusedPool()],
     ["features.3", c3()],
     ["features.4", fusedPool()],
-    ["features.6", conv2dAsLinear({ inChannels: 16, outChannels: 120, kernelSize: 5 })],
-    ["features.7", act()],
+    ["features.6", conv2dAsLinear({ inChannels: 16, outChannels: 120, kernelSize: 5, activation })],
     ["classifier.0", flatten()],
-    ["classifier.1", linear(120, 84)],
-    ["classifier.2", act()],
+    ["classifier.1", linear(120, 84, { activation })],
     ["classifier.3", linear(84, 10)],
   ], { input: [1, IMAGE_SIDE, IMAGE_SIDE], pad: 0 });
 }

@@ -137,7 +137,10 @@ Deno.test("linear kernels index tiles over a 2-D grid of workgroups", gpuTest, a
   // As grid() lays them out past 65,535: 2 x 3 and 7 x 3 (one spare workgroup) .
   submit(rt, [
     op(rt, forward, [h.x, params.weight, params.bias, h.y, u], [2, 3]),
-    op(rt, backward, [h.x, params.weight, h.dy, grads.weight, grads.bias, u, h.dx!], [7, 3]),
+    op(rt, backward, [h.x, params.weight, h.dy, grads.weight, grads.bias, u, h.dx!, h.y], [
+      7,
+      3,
+    ]),
   ]);
   const y = linearForward({ x, weight, bias }, shape);
   const g = linearBackward({ x, weight, dy }, shape);

@@ -1,11 +1,15 @@
 // Linear in the CPU wing: three register-blocked matrix products over texture mirrors. The
-// plain tier's kernels/linear.wgsl is the reference these must match.
+// plain tier's kernels/linear.wgsl is the reference these must match. The forward applies
+// the activation a after the Linear fused in (ACTIVATION; the formulas are copies of
+// kernels/activation.wgsl's and relu.wgsl's, on vec4s); the backward gets g, the gradient
+// before the activation, from the activation's own backward kernel (lib/cpu/linear.ts says
+// why), and dy when there is none.
 //
-// forward:  y[n,o]  = b[o] + sum_i x[n,i] * w[o,i]
+// forward:  y[n,o]  = a(b[o] + sum_i x[n,i] * w[o,i])
 // backward (restates the forward above; overwrites, no accumulation):
-//   dx[n,i] = sum_o dy[n,o] * w[o,i]
-//   dw[o,i] = sum_n dy[n,o] * x[n,i]
-//   db[o]   = sum_n dy[n,o]                  (from the dw blocks of the first columns)
+//   dx[n,i] = sum_o g[n,o] * w[o,i]
+//   dw[o,i] = sum_n g[n,o] * x[n,i]
+//   db[o]   = sum_n g[n,o]                  (from the dw blocks of the first columns)
 //
 // legend: n image (< N), i input feature (< IN), o output feature (< OUT), k the index a
 // product sums over (i, o or n). Every product is out[row, col] = sum_k L[row, k] R[k, col]:
@@ -29,7 +33,7 @@
 // bindings:
 //   forward:  0 x [N,IN] (texture), 1 w [OUT,IN] (texture), 2 b [OUT], 3 y [N,OUT] (as vec4),
 //             4 params
-//   backward: 0 x (texture), 1 w (texture), 2 dy [N,OUT] (texture), 3 dw [OUT,IN] (as vec4),
+//   backward: 0 x (texture), 1 w (texture), 2 g [N,OUT] (texture), 3 dw [OUT,IN] (as vec4),
 //             4 db [OUT], 5 params, 6 dx [N,IN] (as vec4; last, so that a stand-in can take
 //             its place when there is no dx: then dx_groups is 0)
 // The backward's workgroups are split in two ranges: dx_groups for dx, then the dw blocks.
@@ -48,6 +52,8 @@ override X_ALIGNED: bool = true;
 override DY_ALIGNED: bool = true;
 // Texels per row of a texture mirror (set from lib/cpu/texture.ts TEXTURE_ROW).
 override TEXTURE_ROW: u32;
+// The fused activation: 0 none, 1 tanh, 2 sigmoid, 3 relu.
+override ACTIVATION: u32 = 0;
 
 struct Params {
   batch: u32,
@@ -74,6 +80,30 @@ const DW = 2u;
 @group(0) @binding(4) var<storage, read_write> db: array<f32>;
 @group(0) @binding(5) var<uniform> backward_params: Params;
 @group(0) @binding(6) var<storage, read_write> dx: array<vec4f>;
+
+// As kernels/activation.wgsl's tanh_of, on 4 values.
+fn tanh_of(v: vec4f) -> vec4f {
+  let e = exp(-2.0 * abs(v));
+  return sign(v) * (1.0 - e) / (1.0 + e);
+}
+
+// The fused activation of 4 outputs, as its own forward kernel computes each.
+fn activate(v: vec4f) -> vec4f {
+  switch ACTIVATION {
+    case 1u: {
+      return tanh_of(v);
+    }
+    case 2u: {
+      return 1.0 / (1.0 + exp(-v));
+    }
+    case 3u: {
+      return max(v, vec4f(0.0));
+    }
+    default: {
+      return v;
+    }
+  }
+}
 
 // Texel i of a texture mirror: floats 4i..4i+3 of its tensor.
 fn texel(t: texture_2d<f32>, i: u32) -> vec4f {
@@ -108,16 +138,16 @@ fn rows4(t: texture_2d<f32>, row: u32, k: u32, shape: vec2u, aligned: bool) -> m
 }
 
 // L at rows row..row+3, k..k+3, as p with p[r][t] = L[row + r, k + t].
-// forward L = x; dx L = dy; dw L[o,n] = dy[n,o].
+// forward L = x; dx L = g; dw L[o,n] = g[n,o].
 fn left(kind: u32, t: texture_2d<f32>, k: u32, row: u32, u: Params) -> mat4x4f {
-  let dy_shape = vec2u(u.batch, u.out_features);
+  let g_shape = vec2u(u.batch, u.out_features);
   if (kind == FORWARD) {
     return rows4(t, row, k, vec2u(u.batch, u.in_features), X_ALIGNED);
   }
   if (kind == DX) {
-    return rows4(t, row, k, dy_shape, DY_ALIGNED);
+    return rows4(t, row, k, g_shape, DY_ALIGNED);
   }
-  return transpose(rows4(t, k, row, dy_shape, DY_ALIGNED));
+  return transpose(rows4(t, k, row, g_shape, DY_ALIGNED));
 }
 
 // R at k..k+3, columns col..col+3, as q with q[t][j] = R[k + t, col + j].
@@ -352,7 +382,7 @@ fn store_dw(v: vec4f, row: u32, col: u32) {
 // The rows of accumulator c, at rows row..row+3 and columns col..col+3, into y.
 fn store_y4(c: mat4x4f, row: u32, col: u32) {
   for (var r = 0u; r < 4u; r++) {
-    store_y(c[r], row + r, col);
+    store_y(activate(c[r]), row + r, col);
   }
 }
 

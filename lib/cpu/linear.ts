@@ -3,12 +3,23 @@
  * over texture mirrors of x, the weight and dy (kernels/cpu/linear.wgsl says why this shape
  * pays on llvmpipe). Built for Linear layers and for conv2dAsLinear (LeNet-5's C5), whose
  * tensors it reads as [N, IN] and [N, OUT] whatever their shapes. Tested against the plain
- * tier's kernels (lib/layers/linear.ts) and the float64 reference in tests/linear_cpu_test.ts.
+ * tier's kernels (lib/layers/linear.ts) and the float64 reference in tests/linear_cpu_test.ts;
+ * the activation fused after it as in the plain tier (tests/linear_activation_test.ts).
+ *
+ * The activation runs fused in the forward only: its backward is the activation's own
+ * kernel, which writes the gradient before it (g) for the dy mirror's copy. Fused in the
+ * backward as well, every block of the products would read a mirror of y beside dy's (half
+ * as many loads again, repeated in every block that reads a row), and y would need a copy of
+ * its own: LeNet-5's C5 backward took 0.62 ms that way against 0.30 + 0.04 ms for the
+ * products and the tanh apart (bench:profile --model lenet5 --kernels cpu, llvmpipe, GL).
  * @module
  */
 
 import { grid, type Op, op, type Tensor, tensor, uniform, view } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
+import type { LinearConfig } from "../layers/linear.ts";
+import { sigmoid, tanh } from "../layers/activation.ts";
+import { relu } from "../layers/relu.ts";
 import { cpuKernel, textureMirror } from "./texture.ts";
 
 /** Invocations per workgroup: one SIMD vector, so that a small product spreads over the cores. */
@@ -21,11 +32,8 @@ const WORKGROUP = 8;
  */
 export const LINEAR_WING_MIN_MACS = 32768;
 
-/** What a Linear layer is, for a tier (lib/layers/linear.ts `config`). */
-export interface LinearConfig {
-  inFeatures: number;
-  outFeatures: number;
-}
+/** The activation layers, by the kernels' ACTIVATION code, for their backward. */
+const ACTIVATION_LAYERS: Record<number, () => Layer> = { 1: tanh, 2: sigmoid, 3: relu };
 
 /** True when the wing's Linear beats the plain one for `layer` at this batch (see above). */
 export function linearPays(layer: Layer, ctx: LayerContext): boolean {
@@ -53,14 +61,16 @@ function asTexels(t: Tensor): Tensor {
 // forward:  x [N,IN], weight [OUT,IN], bias [OUT] -> y [N,OUT]
 // backward: dy [N,OUT], weight -> dx [N,IN];  dy, x -> dweight [OUT,IN], dbias [OUT]
 /**
- * The tuned Linear ops for `layer` (a Linear, or a conv2dAsLinear: `config` holds inFeatures
- * and outFeatures) built for `ctx`. Forward: copy x and the weight to their texture mirrors,
- * then one dispatch; backward: copy dy to its mirror, then one dispatch that writes dx (when
- * a layer below needs it), dweight and dbias. The backward reads the mirrors of x and of the
- * weight that its step's forward refreshed (`saved`).
+ * The tuned Linear ops for `layer` (a Linear, or a conv2dAsLinear: `config` holds inFeatures,
+ * outFeatures and the fused activation) built for `ctx`. Forward: copy x and the weight to
+ * their texture mirrors, then one dispatch; backward: with an activation, its backward's
+ * dispatch (g from dy and y), then copy g (else dy) to its mirror, then one dispatch that
+ * writes dx (when a layer below needs it), dweight and dbias. The backward reads the mirrors
+ * of x and of the weight that its step's forward refreshed (`saved`).
  */
 export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<LayerOps> {
-  const { inFeatures: ins, outFeatures: outs } = layer.config as unknown as LinearConfig;
+  const { inFeatures: ins, outFeatures: outs, activation } = layer
+    .config as unknown as LinearConfig;
   const { rt, x, y, dy, dx, params, grads } = ctx;
   const batch = x.shape[0];
   const what = `${layer.type}(${ins} -> ${outs}) in the CPU wing`;
@@ -88,9 +98,24 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
     DY_ALIGNED: outs % 4 === 0 ? 1 : 0,
   };
   const [forwardK, backwardK] = await Promise.all([
-    cpuKernel(rt, "linear.wgsl", "forward", constants),
+    cpuKernel(rt, "linear.wgsl", "forward", { ...constants, ACTIVATION: activation }),
     cpuKernel(rt, "linear.wgsl", "backward", constants),
   ]);
+  // g, the gradient before the activation: its own backward writes it from y (x: y too,
+  // for relu's, which reads x > 0: the same as y > 0; its forward is built but unused);
+  // dy itself without an activation.
+  const g = activation ? tensor(rt, dy.shape, { label: `${dy.label} before the activation` }) : dy;
+  const activationOps = activation
+    ? await ACTIVATION_LAYERS[activation]().build({
+      rt,
+      x: y,
+      y,
+      dy,
+      dx: g,
+      params: {},
+      grads: {},
+    })
+    : null;
   const dxGroups = dx ? Math.ceil(blocks(batch, ins, dxQuads) / WORKGROUP) : 0;
   const dwGroups = Math.ceil(blocks(outs, ins, dwQuads) / WORKGROUP);
   // Fields as in the WGSL struct Params, in its order.
@@ -102,7 +127,7 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
   });
   const xt = textureMirror(rt, x);
   const wt = textureMirror(rt, params.weight);
-  const dyt = textureMirror(rt, dy);
+  const gt = textureMirror(rt, g);
   const forward = op(
     rt,
     forwardK,
@@ -112,11 +137,12 @@ export async function buildLinear(layer: Layer, ctx: LayerContext): Promise<Laye
   // Without a dx (Linear as the first layer), a stand-in is bound and no workgroup writes it.
   const dxOut = dx ? asTexels(dx) : tensor(rt, [1, 4], { label: "linear unused dx" });
   const backward: Op[] = [
-    dyt.copy,
+    ...(activationOps?.backward ?? []),
+    gt.copy,
     op(
       rt,
       backwardK,
-      [xt, wt, dyt, asTexels(grads.weight), grads.bias, u, dxOut],
+      [xt, wt, gt, asTexels(grads.weight), grads.bias, u, dxOut],
       grid((dxGroups + dwGroups) * WORKGROUP, WORKGROUP),
     ),
   ];

@@ -4,19 +4,26 @@
  * as [N, C*R*R] and the weight [K,C,R,R] seen as [K, C*R*R], the same bytes in the same
  * order. So this layer keeps Conv2d's parameters (PyTorch's names, shapes and init) and runs
  * the Linear kernels (kernels/linear.wgsl) on views of its tensors: the convolution kernels,
- * made for many output pixels, would find only one here.
+ * made for many output pixels, would find only one here. The activation after it can run
+ * fused in, as after a Linear (LeNet-5's C5 -> tanh).
  * @module
  */
 
 import { type Tensor, view } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "./layer.ts";
 import { linear } from "./linear.ts";
+import { activationCode, type FusedActivation, typeWith } from "./fused_activation.ts";
 
 /** The Conv2d: C input maps of R x R, K output maps of 1 x 1 (stride 1, no padding). */
 export interface Conv2dAsLinearOptions {
   inChannels: number;
   outChannels: number;
   kernelSize: number;
+  /**
+   * An activation applied to the output, fused in (as linear()'s): the layer is the Conv2d
+   * then nn.Tanh() (or Sigmoid, ReLU), type "Conv2d+Tanh", standing for two modules.
+   */
+  activation?: FusedActivation;
 }
 
 /**
@@ -28,15 +35,18 @@ export interface Conv2dAsLinearOptions {
  * ```ts
  * const c5 = conv2dAsLinear({ inChannels: 16, outChannels: 120, kernelSize: 5 });
  * c5.outputShape([32, 16, 5, 5]); // [32, 120, 1, 1]
+ * conv2dAsLinear({ inChannels: 16, outChannels: 120, kernelSize: 5, activation: "tanh" })
+ *   .type; // "Conv2d+Tanh"
  * ```
  */
 export function conv2dAsLinear(options: Conv2dAsLinearOptions): Layer {
-  const { inChannels, outChannels, kernelSize } = options;
+  const { inChannels, outChannels, kernelSize, activation } = options;
   const features = inChannels * kernelSize * kernelSize;
-  const inner = linear(features, outChannels);
+  activationCode(`Conv2d(${inChannels}, ${outChannels}, ${kernelSize})`, activation);
+  const inner = linear(features, outChannels, { activation });
   const shape = [outChannels, inChannels, kernelSize, kernelSize];
   return {
-    type: "Conv2d",
+    type: typeWith("Conv2d", activation),
     // Linear's specs (uniform +-1/sqrt(C*R*R), as Conv2d's), with the conv weight's shape.
     params: inner.params.map((p) => p.name === "weight" ? { ...p, shape } : p),
     outputShape: (input) => {
@@ -52,7 +62,7 @@ export function conv2dAsLinear(options: Conv2dAsLinearOptions): Layer {
     flops: ([n]) => 2 * n * features * outChannels,
     // A tier builds it as the Linear it runs as (family and config of linear()), not as a Conv2d.
     family: "linear",
-    config: { inFeatures: features, outFeatures: outChannels },
+    config: inner.config,
     build: (ctx) => build(ctx, inner, features),
   };
 }
