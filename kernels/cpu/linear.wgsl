@@ -123,7 +123,7 @@ fn quad(t: texture_2d<f32>, row: u32, col: u32, shape: vec2u, aligned: bool) -> 
     v = select(v, vec4f(a.zw, next.xy), s == 2u);
     v = select(v, vec4f(a.w, next.xyz), s == 3u);
   }
-  let inside = vec4u(col) + IOTA < vec4u(shape.y) & vec4<bool>(row < shape.x);
+  let inside = (vec4u(col) + IOTA < vec4u(shape.y)) & vec4<bool>(row < shape.x);
   return select(vec4f(), v, inside);
 }
 
@@ -280,7 +280,7 @@ struct Segment {
 }
 
 fn segment(row: u32, col: u32, shape: vec2u) -> Segment {
-  let take = vec4u(col) + IOTA < vec4u(shape.y) & vec4<bool>(row < shape.x);
+  let take = (vec4u(col) + IOTA < vec4u(shape.y)) & vec4<bool>(row < shape.x);
   return Segment(row * shape.y + col, take);
 }
 
