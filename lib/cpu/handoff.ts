@@ -16,6 +16,7 @@
 
 import type { Runtime, Tensor, TextureBinding } from "../runtime.ts";
 import type { Layer } from "../layers/layer.ts";
+import type { Pool2dConfig } from "../layers/pool2d.ts";
 import { TEXTURE_ROW } from "./texture.ts";
 
 /**
@@ -24,9 +25,13 @@ import { TEXTURE_ROW } from "./texture.ts";
  */
 function packs(layer?: Layer): boolean {
   if (!layer) return false;
-  if (layer.family === "conv2d" || layer.family === "batchnorm2d") return true;
-  const pool = layer.config as { max?: boolean; kernelSize?: number; stride?: number };
-  return layer.family === "pool2d" && pool.max === false && pool.stride! >= pool.kernelSize!;
+  return layer.family === "conv2d" || layer.family === "batchnorm2d" || wingPool(layer);
+}
+
+/** True for the pools the wing builds (lib/cpu/pool2d.ts): average, windows that do not overlap. */
+export function wingPool(layer: Layer): boolean {
+  const config = layer.config as unknown as Pool2dConfig | undefined;
+  return layer.family === "pool2d" && !!config && !config.max && config.stride >= config.kernelSize;
 }
 
 /**

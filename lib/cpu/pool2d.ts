@@ -12,16 +12,10 @@ import { grid, op, type Tensor } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "../layers/layer.ts";
 import type { Pool2dConfig } from "../layers/pool2d.ts";
 import { cpuKernel, textureMirror } from "./texture.ts";
-import { handsOffPacked, packedTexture, unusedStorageTexture } from "./handoff.ts";
+import { handsOffPacked, packedTexture, unusedStorageTexture, wingPool } from "./handoff.ts";
 
 /** Invocations per workgroup (one SIMD vector on llvmpipe). */
 const WORKGROUP = 8;
-
-/** True for the pools the wing builds: average, windows that do not overlap. */
-export function wingPool(layer: Layer): boolean {
-  const config = layer.config as unknown as Pool2dConfig | undefined;
-  return layer.family === "pool2d" && !!config && !config.max && config.stride >= config.kernelSize;
-}
 
 /** The wing's ops for an average pool (see {@linkcode wingPool}), else undefined (plain). */
 export function buildPool2d(layer: Layer, ctx: LayerContext): Promise<LayerOps> | undefined {
