@@ -9,13 +9,15 @@ import { buildLayer, type Tier } from "../lib/tier.ts";
 
 /**
  * Builds `layer` for input `shape` with `tier`'s kernels (the runtime's unless given), over
- * zero-filled tensors; `dx: false` builds it as a first layer (no gradient to the input).
+ * zero-filled tensors; `dx: false` builds it as a first layer (no gradient to the input);
+ * `before` and `after` are the layers next to it, as a model would have them (a tier may hand
+ * tensors between its own layers in a form of its own).
  */
 export async function layerOps(
   rt: Runtime,
   layer: Layer,
   shape: number[],
-  options: { dx?: boolean; tier?: Tier } = {},
+  options: { dx?: boolean; tier?: Tier; before?: Layer; after?: Layer } = {},
 ): Promise<LayerOps> {
   const out = layer.outputShape(shape);
   const params = Object.fromEntries(layer.params.map((p) => [p.name, tensor(rt, p.shape)]));
@@ -24,5 +26,7 @@ export async function layerOps(
   );
   const [x, y, dy] = [shape, out, out].map((s) => tensor(rt, s));
   const dx = options.dx ?? true ? tensor(rt, shape) : null;
-  return await buildLayer(options.tier ?? rt.tier, layer, { rt, x, y, dy, dx, params, grads });
+  const { before, after } = options;
+  const ctx = { rt, x, y, dy, dx, params, grads, before, after };
+  return await buildLayer(options.tier ?? rt.tier, layer, ctx);
 }
