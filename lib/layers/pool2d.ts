@@ -7,19 +7,14 @@
 
 import { grid, kernel, op, tensor, uniform } from "../runtime.ts";
 import type { Layer, LayerContext, LayerOps } from "./layer.ts";
+import { activationCode, FUSED_ACTIVATIONS, type FusedActivation } from "./fused_activation.ts";
 
 const WORKGROUP = 64;
 /** Values per invocation. */
 const ELEMENTS = 4;
 
-/** The activations a pooling layer can apply first, by name, with PyTorch's class names. */
-export const POOL_ACTIVATIONS = { tanh: "Tanh", sigmoid: "Sigmoid", relu: "ReLU" } as const;
-
-/** An activation a pooling layer can apply first. */
-export type PoolActivation = keyof typeof POOL_ACTIVATIONS;
-
-/** The kernel's ACTIVATION override for each (0: none). */
-const ACTIVATION_CODES: Record<PoolActivation, number> = { tanh: 1, sigmoid: 2, relu: 3 };
+/** An activation a pooling layer can apply first (lib/layers/fused_activation.ts). */
+export type PoolActivation = FusedActivation;
 
 /**
  * What a pooling layer was made with (its `config`, for a tier's own build): max or average,
@@ -81,19 +76,13 @@ function pool2d(kind: "avg" | "max", options: Pool2dOptions): Layer {
   const stride = options.stride ?? kernelSize;
   const activation = options.activation;
   const pool = kind === "avg" ? "AvgPool2d" : "MaxPool2d";
-  const type = activation ? `${POOL_ACTIVATIONS[activation]}+${pool}` : pool;
   for (const [name, value] of Object.entries({ kernelSize, stride })) {
     if (!Number.isInteger(value) || value < 1) {
       throw new Error(`${pool}: ${name} = ${value} is not an integer >= 1`);
     }
   }
-  if (activation !== undefined && !Object.hasOwn(POOL_ACTIVATIONS, activation)) {
-    throw new Error(
-      `${pool}: activation "${activation}" is not one of ${
-        Object.keys(POOL_ACTIVATIONS).join(", ")
-      }`,
-    );
-  }
+  const code = activationCode(pool, activation);
+  const type = activation ? `${FUSED_ACTIVATIONS[activation]}+${pool}` : pool;
   const outputShape = (input: number[]): number[] => {
     const [n, c, h, w] = input;
     if (input.length !== 4) throw new Error(`${type}: input [${input}] is not [N,C,H,W]`);
@@ -109,7 +98,7 @@ function pool2d(kind: "avg" | "max", options: Pool2dOptions): Layer {
     max: kind === "max",
     kernelSize,
     stride,
-    activation: activation ? ACTIVATION_CODES[activation] : 0,
+    activation: code,
   };
   return {
     type,
@@ -117,7 +106,7 @@ function pool2d(kind: "avg" | "max", options: Pool2dOptions): Layer {
     family: "pool2d",
     config: { ...config },
     outputShape,
-    build: (ctx) => build(ctx, { kind, kernelSize, stride, activation, outputShape }),
+    build: (ctx) => build(ctx, { kind, kernelSize, stride, activation: code, outputShape }),
   };
 }
 
@@ -128,7 +117,8 @@ async function build(
     kind: "avg" | "max";
     kernelSize: number;
     stride: number;
-    activation?: PoolActivation;
+    /** The fused activation's kernel code (0: none). */
+    activation: number;
     outputShape: (input: number[]) => number[];
   },
 ): Promise<LayerOps> {
@@ -145,7 +135,7 @@ async function build(
     OUT_WIDTH: outWidth,
     KERNEL_SIZE: config.kernelSize,
     STRIDE: config.stride,
-    ACTIVATION: config.activation ? ACTIVATION_CODES[config.activation] : 0,
+    ACTIVATION: config.activation,
   };
   // Windows that do not overlap: one invocation a window writes its tile of dx; else one a
   // pixel of dx gathers from its windows.
