@@ -20,6 +20,7 @@ import { createTrainer } from "../lib/train.ts";
 import { CPU_TIER } from "../lib/cpu/tier.ts";
 import { IMAGE_SIDE } from "../lib/data_gpu.ts";
 import { opName, readback } from "../lib/runtime.ts";
+import { forwardSplit } from "../lib/infer.ts";
 
 /** conv -> BN+ReLU -> conv -> BN -> pool -> linear: every kind of handoff, odd sizes. */
 function chain() {
@@ -112,6 +113,17 @@ async function trainsAlike(model: () => Model) {
     assertClose([got.loss], [want.loss], { atol: 0, rtol: 1e-5 }, "test loss");
     if (got.accuracy !== want.accuracy) {
       throw new Error(`accuracy ${got.accuracy} != ${want.accuracy}`);
+    }
+    // Every layer's output after eval, which writes the plain tensors the handoffs skip in
+    // training (batches of 6 and 5: partial groups of four).
+    const params = new Float32Array((await plain.saveState()).params);
+    for (const { name, layer } of plain.model.layers) {
+      if (layer.alias) continue;
+      const options = { params, batchSize: 6, layer: name, mean: config.mean, std: config.std };
+      const [a, b] = await Promise.all(
+        [plain, wing].map((t) => forwardSplit(t.rt, t.model, data.test, options)),
+      );
+      assertClose(b.values, a.values, { atol: 1e-5, rtol: 1e-4 }, `eval output of ${name}`);
     }
   }
 }

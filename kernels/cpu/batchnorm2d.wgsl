@@ -278,6 +278,43 @@ fn plain_indices(g: u32, c: u32, p: u32) -> vec4u {
   return ((vec4u(g * 4u) + IOTA) * CHANNELS + c) * PLANE + p;
 }
 
+// Float f of the plain y (or dx) written alone, its lane named: the texel's other floats may
+// belong to another channel, another invocation's (a store through a variable lane index may
+// be a read-modify-write of the whole texel).
+fn store_y_float(f: u32, v: f32) {
+  switch (f % 4u) {
+    case 0u: {
+      y[f / 4u].x = v;
+    }
+    case 1u: {
+      y[f / 4u].y = v;
+    }
+    case 2u: {
+      y[f / 4u].z = v;
+    }
+    default: {
+      y[f / 4u].w = v;
+    }
+  }
+}
+
+fn store_dx_float(f: u32, v: f32) {
+  switch (f % 4u) {
+    case 0u: {
+      dx[f / 4u].x = v;
+    }
+    case 1u: {
+      dx[f / 4u].y = v;
+    }
+    case 2u: {
+      dx[f / 4u].z = v;
+    }
+    default: {
+      dx[f / 4u].w = v;
+    }
+  }
+}
+
 // Writes v (images 4g..4g+3 at (c, p)): packed (the lanes past N as they are), and plain
 // where Y_PLAIN says.
 fn store_y_quad(g: u32, c: u32, p: u32, v: vec4f) {
@@ -289,15 +326,15 @@ fn store_y_quad(g: u32, c: u32, p: u32, v: vec4f) {
     return;
   }
   let f = plain_indices(g, c, p);
-  y[f.x / 4u][f.x % 4u] = v.x;
+  store_y_float(f.x, v.x);
   if (live.y) {
-    y[f.y / 4u][f.y % 4u] = v.y;
+    store_y_float(f.y, v.y);
   }
   if (live.z) {
-    y[f.z / 4u][f.z % 4u] = v.z;
+    store_y_float(f.z, v.z);
   }
   if (live.w) {
-    y[f.w / 4u][f.w % 4u] = v.w;
+    store_y_float(f.w, v.w);
   }
 }
 
@@ -310,15 +347,15 @@ fn store_dx_quad(g: u32, c: u32, p: u32, v: vec4f) {
     return;
   }
   let f = plain_indices(g, c, p);
-  dx[f.x / 4u][f.x % 4u] = v.x;
+  store_dx_float(f.x, v.x);
   if (live.y) {
-    dx[f.y / 4u][f.y % 4u] = v.y;
+    store_dx_float(f.y, v.y);
   }
   if (live.z) {
-    dx[f.z / 4u][f.z % 4u] = v.z;
+    store_dx_float(f.z, v.z);
   }
   if (live.w) {
-    dx[f.w / 4u][f.w % 4u] = v.w;
+    store_dx_float(f.w, v.w);
   }
 }
 
